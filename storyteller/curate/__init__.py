@@ -1,0 +1,1 @@
+"""`storyteller curate`: raw stories in many formats → clean, deduplicated, leakage-safe pairs."""

@@ -1,0 +1,132 @@
+"""The curate stage's configuration (every option of `storyteller curate`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from storyteller.config import require
+
+Format = Literal["auto", "jsonl", "json", "csv", "parquet", "folder", "text", "gutenberg",
+                 "tinystories", "writingprompts", "datasets"]
+
+
+@dataclass
+class SourceConfig:
+    format: Format = "auto"
+    # Pipeline field → the record's field name, e.g. {text: body, title: name, moral: lesson}.
+    fields: dict[str, str] = field(default_factory=dict)
+    encoding: str = "auto"
+    separator: Literal["auto", "blank-lines", "line", "endoftext", "asterism", "regex"] = "auto"
+    separator_regex: str = ""
+    min_blank_lines: int = 2
+    records_key: str = ""
+    dataset_split: str = "train"
+    # A record's moral (e.g. a fable's `lesson` field) becomes its last line, `Moral: …`.
+    append_moral: bool = True
+
+    def __post_init__(self):
+        require(self.min_blank_lines >= 1, "min_blank_lines", "must be at least 1")
+
+
+@dataclass
+class CleanConfig:
+    strip_html: bool = True
+    strip_markdown: bool = True
+
+
+@dataclass
+class FilterConfig:
+    min_words: int = 50
+    max_words: int = 20000
+    min_tokens: int = 0
+    max_tokens: int = 0  # 0: no bound; long stories become continuation windows instead
+    max_repeated_share: float = 0.3
+    min_letter_share: float = 0.6
+    # Above this share of bad records (malformed or filtered, duplicates not counted) the run
+    # exits 1, after writing everything it could.
+    max_bad_share: float = 0.5
+
+    def __post_init__(self):
+        require(0 <= self.max_bad_share <= 1, "max_bad_share", "must be between 0 and 1")
+        require(0 <= self.max_repeated_share <= 1, "max_repeated_share", "must be between 0 and 1")
+        require(self.min_words >= 0, "min_words", "must not be negative")
+
+
+@dataclass
+class DedupConfig:
+    exact: bool = True
+    near: bool = True
+    threshold: float = 0.5
+    num_perm: int = 128
+    shingle_words: int = 3
+    # drop: keep one representative per cluster; group: keep all, in the representative's group.
+    near_action: Literal["drop", "group"] = "drop"
+
+    def __post_init__(self):
+        require(0 < self.threshold <= 1, "threshold", "must be in (0, 1]")
+        require(self.num_perm >= 16, "num_perm", "must be at least 16")
+        require(self.shingle_words >= 1, "shingle_words", "must be at least 1")
+
+
+@dataclass
+class TagConfig:
+    # Tagged stories the classifier learns from, besides the tagged stories of the inputs.
+    reference: list[str] = field(default_factory=lambda: ["corpora/starter"])
+    min_confidence: float = 0.5
+
+
+@dataclass
+class PairsConfig:
+    kinds: list[Literal["premise", "title", "opening"]] = field(
+        default_factory=lambda: ["premise", "title", "opening"])
+    derive_premise: bool = True
+    max_story_tokens: int = 1536
+    context_words: int = 120
+    opening_share: float = 0.2
+
+    def __post_init__(self):
+        require(self.max_story_tokens >= 64, "max_story_tokens", "must be at least 64")
+        require(0 < self.opening_share < 0.6, "opening_share", "must be between 0 and 0.6")
+
+
+@dataclass
+class AugmentConfig:
+    ratio: float = 0.5  # variants per training pair, on average
+    methods: list[Literal["rename", "phrasing", "controls", "window"]] = field(
+        default_factory=lambda: ["rename", "phrasing", "controls", "window"])
+    apply_to: list[Literal["train", "val", "test"]] = field(default_factory=lambda: ["train"])
+    control_dropout: float = 0.3
+
+    def __post_init__(self):
+        require(self.ratio >= 0, "ratio", "must not be negative")
+        require(0 <= self.control_dropout <= 1, "control_dropout", "must be between 0 and 1")
+
+
+@dataclass
+class SplitConfig:
+    train: float = 0.8
+    val: float = 0.1
+    test: float = 0.1
+    stratify: Literal["genre", "none"] = "genre"
+
+    def __post_init__(self):
+        require(min(self.train, self.val, self.test) >= 0, "train", "fractions must not be negative")
+        require(abs(self.train + self.val + self.test - 1.0) < 1e-6, "train",
+                "train + val + test must add up to 1")
+
+
+@dataclass
+class CurateConfig:
+    name: str = "curated"
+    seed: int = 0
+    tokenizer: str = "smollm2-135m"
+    source: SourceConfig = field(default_factory=SourceConfig)
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    tags: TagConfig = field(default_factory=TagConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    charts: bool = True

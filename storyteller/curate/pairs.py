@@ -1,0 +1,232 @@
+"""Prompt–story pairs from clean stories: premise → story, title and controls → story,
+opening → continuation, and continuation windows for stories longer than the token budget.
+
+Every prompt is rendered by `storyteller.prompts`, the one renderer all stages share."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from storyteller.curate.clean import words
+from storyteller.curate.tag import Tag
+from storyteller.prompts import StoryRequest, length_bucket, render_messages
+
+CountTokens = Callable[[Sequence[str]], list[int]]
+
+# Capitalised words that are not names even when they recur mid-sentence.
+_NOT_NAMES = set("""I I'm I'll I've I'd Mr Mrs Ms Miss Dr Sir Madam Lord Lady King Queen Prince
+Princess Captain God Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February
+March April May June July August September October November December English French Moral Log
+Day Christmas Earth Mars Moon Sun OK Oh Yes No The A An And But""".split())
+_STOPWORDS = set("""the a an and or but if then so of to in on at by for with from into onto over
+under about after before while when where what which who whom whose this that these those there
+here his her hers him he she they them their theirs it its we us our you your i me my mine was
+were is are be been being had has have do did does not no nor as than too very can could would
+should will shall may might must just only also even still again ever never always all any some
+each every both few more most other such own same one two three said says say asked like back
+down up out off away through around upon until because though although once little big""".split())
+
+
+@dataclass
+class Story:
+    """A clean, kept story with everything pairs need."""
+
+    id: str
+    group: str
+    text: str
+    source: dict[str, Any]
+    meta: dict[str, Any]
+    words: int
+    tokens: int
+    tags: dict[str, Tag] = field(default_factory=dict)
+
+    def control(self, name: str) -> str | None:
+        if name in self.tags:
+            return self.tags[name].value
+        value = self.meta.get(name)
+        return str(value) if value else None
+
+
+def paragraphs(text: str) -> list[str]:
+    return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def character_names(text: str, limit: int = 6) -> list[str]:
+    """Capitalised words that recur in mid-sentence and never appear in lower case: the story's
+    names, most frequent first."""
+    lowered = {w.lower() for w in re.findall(r"(?<![.!?\"“]\s)\b[a-z]\w*", text)}
+    counts: Counter[str] = Counter()
+    for match in re.finditer(r"(?<=[^.!?\"“\n]\s)([A-Z][a-z]{2,})\b", text):
+        name = match.group(1)
+        if name not in _NOT_NAMES and name.lower() not in lowered and name.lower() not in _STOPWORDS:
+            counts[name] += 1
+    return [name for name, n in counts.most_common() if n >= 2][:limit]
+
+
+def keywords(text: str, limit: int = 3, exclude: Sequence[str] = ()) -> list[str]:
+    skip = {e.lower() for e in exclude}
+    counts = Counter(w for w in (x.lower() for x in words(text))
+                     if len(w) > 3 and w not in _STOPWORDS and w not in skip and w.isalpha())
+    return [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]]
+
+
+def derive_premise(story: Story) -> str:
+    """A premise for a story that came without one: who is in it and what it is about."""
+    genre = story.control("genre") or "story"
+    names = character_names(story.text, 2)
+    topics = keywords(story.text, 3, exclude=names)
+    about = " and ".join(names) if names else None
+    article = "An" if genre[:1].lower() in "aeiou" else "A"
+    text = f"{article} {genre}"
+    if about:
+        text += f" about {about}"
+    if topics:
+        joined = topics[0] if len(topics) == 1 else ", ".join(topics[:-1]) + " and " + topics[-1]
+        text += f"{',' if about else ''} involving {joined}"
+    return text + "."
+
+
+def controls_of(story: Story) -> dict[str, str]:
+    controls = {name: value for name in ("genre", "style", "tone", "audience", "pov")
+                if (value := story.control(name))}
+    controls["length"] = length_bucket(story.words)
+    return controls
+
+
+def split_opening(text: str, share: float) -> tuple[str, str] | None:
+    """(opening, rest) cut at a paragraph (or sentence) boundary near `share` of the words, or
+    None where the story is too short to cut."""
+    pieces = paragraphs(text)
+    joiner = "\n\n"
+    if len(pieces) < 3:
+        pieces = re.findall(r"[^.!?]+[.!?]+[\"'”’)]*\s*", text)
+        joiner = " "
+        if len(pieces) < 4:
+            return None
+        pieces = [p.strip() for p in pieces]
+    total = sum(len(p.split()) for p in pieces)
+    taken, count = 0, 0
+    while count < len(pieces) - 1 and (taken < share * total or count == 0):
+        taken += len(pieces[count].split())
+        count += 1
+    if count >= len(pieces) or taken > 0.6 * total:
+        return None
+    return joiner.join(pieces[:count]), joiner.join(pieces[count:])
+
+
+def windows(text: str, budget: int, count_tokens: CountTokens) -> list[str]:
+    """The story cut at paragraph (else sentence) boundaries into parts of at most `budget`
+    tokens each, in order; joined, the parts are the whole story."""
+    units: list[str] = []
+    for paragraph in paragraphs(text):
+        units.append(paragraph)
+    sizes = count_tokens(units)
+    pieces: list[tuple[str, int, str]] = []  # (text, tokens, joiner before it)
+    for unit, size in zip(units, sizes):
+        if size <= budget:
+            pieces.append((unit, size, "\n\n"))
+            continue
+        sentences = [s.strip() for s in re.findall(r"[^.!?]+[.!?]+[\"'”’)]*\s*|[^.!?]+$", unit) if s.strip()]
+        for index, (sentence, n) in enumerate(zip(sentences, count_tokens(sentences))):
+            pieces.append((sentence, n, "\n\n" if index == 0 else " "))
+    parts: list[str] = []
+    current, used = "", 0
+    for piece, size, joiner in pieces:
+        if current and used + size + 2 > budget:
+            parts.append(current)
+            current, used = "", 0
+        current = f"{current}{joiner}{piece}" if current else piece
+        used += size + 2
+    if current:
+        parts.append(current)
+    return parts
+
+
+def tail_words(text: str, count: int) -> str:
+    """About the last `count` words of `text`, starting at a sentence where possible."""
+    tokens = text.split(" ")
+    if len(tokens) <= count:
+        return text
+    tail = " ".join(tokens[-count:])
+    match = re.search(r"(?<=[.!?][\"'”’)]?)\s+(?=[A-Z\"“])", tail)
+    return tail[match.end():] if match and match.end() < len(tail) // 2 else "…" + tail
+
+
+@dataclass(frozen=True)
+class PairOptions:
+    kinds: tuple[str, ...] = ("premise", "title", "opening")
+    derive_premise: bool = True
+    max_story_tokens: int = 1536
+    context_words: int = 120
+    opening_share: float = 0.2
+    system_prompt: str | None = None
+
+
+def make_pair(story: Story, pair_id: str, kind: str, request: StoryRequest, answer: str,
+              premise_source: str | None, augmented: dict | None = None,
+              system_prompt: str | None = None) -> dict[str, Any]:
+    kwargs = {} if system_prompt is None else {"system_prompt": system_prompt}
+    controls = dict(request.controls)
+    if request.title:
+        controls["title"] = request.title
+    material = {"kind": request.kind, "premise": request.premise, "title": request.title,
+                "opening": request.opening, "context": request.context, "part": request.part,
+                "parts": request.parts, "phrasing": request.phrasing,
+                "control_order": list(request.control_order) if request.control_order else None}
+    return {
+        "id": pair_id,
+        "group": story.group,
+        "messages": render_messages(request, answer, **kwargs),
+        "controls": controls,
+        "source": story.source,
+        "kind": kind,
+        "augmented": augmented,
+        "story_id": story.id,
+        "premise_source": premise_source,
+        "tags": {name: tag.to_json() for name, tag in sorted(story.tags.items())},
+        # Everything the renderer took, so any stage can rebuild these exact messages.
+        "request": material,
+    }
+
+
+def build_pairs(story: Story, options: PairOptions, count_tokens: CountTokens) -> list[dict[str, Any]]:
+    """All pairs of the kinds asked for that this story supports."""
+    controls = controls_of(story)
+    title = story.meta.get("title") or None
+    premise, premise_source = story.meta.get("premise"), "data"
+    if not premise and options.derive_premise:
+        premise, premise_source = derive_premise(story), "derived"
+    if not premise:
+        premise_source = None
+    system = options.system_prompt
+    if story.tokens > options.max_story_tokens:
+        parts = windows(story.text, options.max_story_tokens, count_tokens)
+        if not premise:
+            return []
+        pairs = []
+        for index, part in enumerate(parts, start=1):
+            context = tail_words("\n\n".join(parts[:index - 1]), options.context_words) if index > 1 else None
+            request = StoryRequest(kind="continuation", controls=controls, premise=premise,
+                                   context=context, part=index, parts=len(parts))
+            pairs.append(make_pair(story, f"{story.id}-part{index}", "continuation", request, part,
+                                   premise_source, system_prompt=system))
+        return pairs
+    pairs = []
+    if "premise" in options.kinds and premise:
+        request = StoryRequest(kind="premise", controls=controls, premise=premise)
+        pairs.append(make_pair(story, f"{story.id}-premise", "premise", request, story.text,
+                               premise_source, system_prompt=system))
+    if "title" in options.kinds and title:
+        request = StoryRequest(kind="title", controls=controls, title=title)
+        pairs.append(make_pair(story, f"{story.id}-title", "title", request, story.text, None,
+                               system_prompt=system))
+    if "opening" in options.kinds:
+        cut = split_opening(story.text, options.opening_share)
+        if cut:
+            request = StoryRequest(kind="opening", controls=controls, opening=cut[0])
+            pairs.append(make_pair(story, f"{story.id}-opening", "opening", request, cut[1], None,
+                                   system_prompt=system))
+    return pairs

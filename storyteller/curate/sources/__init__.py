@@ -1,0 +1,121 @@
+"""One reader per input format, and detection of the format from the files themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from storyteller.curate.decode import read_text
+from storyteller.curate.records import Rejected, RawStory
+from storyteller.curate.sources import gutenberg, structured, text, tinystories, writingprompts
+from storyteller.errors import InputError
+
+FORMATS = ("auto", "jsonl", "json", "csv", "parquet", "folder", "text", "gutenberg",
+           "tinystories", "writingprompts", "datasets")
+
+
+RECORD_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".wp_source")
+
+
+def _csv_is_writingprompts(path: Path) -> bool:
+    sample = read_text(path)[0][:4000]
+    header = sample.split("\n", 1)[0].lower()
+    return "prompt" in header and "story" in header and (
+        "[ wp ]" in sample.lower() or "<newline>" in sample or " n't " in sample
+        or "[wp]" in sample.lower())
+
+
+def detect_format(path: Path) -> str:
+    """The format of `path` from its name and, for text files, its first bytes."""
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() \
+                or (path / "state.json").exists():
+            return "datasets"
+        if any(path.glob("*.wp_source")):
+            return "writingprompts"
+        if any(p.suffix.lower() in text.STORY_SUFFIXES for p in path.rglob("*")):
+            return "folder"
+        return "files"  # a folder of record files: each one's format is detected on its own
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".json":
+        return "json"
+    if suffix == ".parquet":
+        return "parquet"
+    if suffix in (".wp_source", ".wp_target"):
+        return "writingprompts"
+    if suffix in (".csv", ".tsv"):
+        return "writingprompts" if _csv_is_writingprompts(path) else "csv"
+    if suffix in (".txt", ".md", ".text", ""):
+        head = read_text(path)[0][:20000]
+        if gutenberg.is_gutenberg(head):
+            return "gutenberg"
+        if text.ENDOFTEXT in head:
+            return "tinystories"
+        return "text"
+    raise InputError.at(str(path), f"cannot tell the format of a {suffix or 'suffix-less'} file",
+                        f"pass --format, one of: {', '.join(FORMATS[1:])}")
+
+
+def expand_inputs(paths: list[str], fmt: str) -> list[tuple[str, str]]:
+    """(location, format) for each input; a folder of record files expands into its files."""
+    inputs: list[tuple[str, str]] = []
+    for location in paths:
+        path = Path(location)
+        if fmt == "datasets" or (not path.exists() and fmt == "auto" and "/" in location
+                                 and not location.startswith((".", "/"))):
+            inputs.append((location, "datasets"))
+            continue
+        if not path.exists():
+            raise InputError.at(location, "no such file or folder", "check the path")
+        chosen = fmt if fmt != "auto" else detect_format(path)
+        if chosen == "files":
+            files = sorted(p for p in path.rglob("*") if p.is_file()
+                           and p.suffix.lower() in RECORD_SUFFIXES)
+            if not files:
+                raise InputError.at(location, "no story files in this folder",
+                                    "point at the files, or pass --format")
+            inputs.extend((str(p), detect_format(p)) for p in files)
+        elif path.is_dir() and chosen in ("jsonl", "json", "csv", "parquet", "gutenberg",
+                                        "tinystories", "text"):
+            suffixes = {"jsonl": (".jsonl",), "json": (".json",), "csv": (".csv",),
+                        "parquet": (".parquet",)}.get(chosen, (".txt",))
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
+            if not files:
+                raise InputError.at(location, f"no {'/'.join(suffixes)} files for --format {chosen}")
+            inputs.extend((str(p), chosen) for p in files)
+        elif path.is_dir() and chosen == "writingprompts":
+            inputs.extend((str(p), chosen) for p in sorted(path.glob("*.wp_source")))
+        else:
+            inputs.append((location, chosen))
+    return inputs
+
+
+def read_source(location: str, fmt: str, fields: Mapping[str, str], *, encoding: str = "auto",
+                separator: str = "auto", separator_regex: str = "", min_blank_lines: int = 2,
+                records_key: str = "", dataset_split: str = "train"
+                ) -> Iterator[RawStory | Rejected]:
+    """Every story (or rejected record) in one input of format `fmt`."""
+    path = Path(location)
+    if fmt == "jsonl":
+        return structured.read_jsonl(path, fields, encoding)
+    if fmt == "json":
+        return structured.read_json(path, fields, encoding, records_key)
+    if fmt == "csv":
+        return structured.read_csv(path, fields, encoding)
+    if fmt == "parquet":
+        return structured.read_parquet(path, fields)
+    if fmt == "datasets":
+        return structured.read_datasets(location, fields, dataset_split)
+    if fmt == "folder":
+        return text.read_folder(path, encoding)
+    if fmt == "text":
+        return text.read_separated(path, separator, separator_regex, min_blank_lines, encoding)
+    if fmt == "gutenberg":
+        return gutenberg.read_gutenberg(path, encoding)
+    if fmt == "tinystories":
+        return tinystories.read_tinystories(path, encoding)
+    if fmt == "writingprompts":
+        return writingprompts.read_writingprompts(path, fields, encoding)
+    raise InputError.at(location, f"unknown format {fmt!r}", f"use one of: {', '.join(FORMATS)}")

@@ -1,0 +1,157 @@
+"""THE control schema and prompt renderer.
+
+Curate, finetune, evaluate, serve and the app all build prompts here and nowhere else, so what a
+model is trained on is exactly what it is later asked. Controls travel as a plain-text header such
+as `[ Genre: fable; Style: moral; Tone: warm ]` at the top of the user message: never special
+tokens, so an adapter can be served as an adapter and every engine sees ordinary text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal, Mapping, Sequence
+
+SYSTEM_PROMPT = (
+    "You are a storyteller. Write original stories that follow the requested genre, style, "
+    "tone, length and point of view."
+)
+
+# The order the header uses when none is given; also the schema's list of known controls.
+HEADER_FIELDS: tuple[str, ...] = ("genre", "style", "tone", "audience", "pov", "length")
+
+CONTROL_SCHEMA: dict[str, dict[str, object]] = {
+    "genre": {"label": "Genre", "examples": ["fable", "fairy tale", "mystery", "science fiction",
+                                             "ghost story", "adventure", "romance", "slice of life"]},
+    "style": {"label": "Style", "examples": ["moral", "refrain", "noir", "log", "plain",
+                                             "lyrical", "humorous"]},
+    "tone": {"label": "Tone", "examples": ["warm", "wry", "eerie", "bittersweet", "tense"]},
+    "audience": {"label": "Audience", "examples": ["children", "young adult", "adult", "all ages"]},
+    "pov": {"label": "POV", "examples": ["first", "second", "third"]},
+    "length": {"label": "Length", "examples": ["flash", "short", "medium", "long"]},
+}
+
+# Word-count bounds of each length control value (lower bound inclusive).
+LENGTH_BUCKETS: tuple[tuple[str, int], ...] = (("flash", 0), ("short", 250), ("medium", 600),
+                                                ("long", 1200))
+
+Kind = Literal["premise", "title", "opening", "continuation"]
+KINDS: tuple[str, ...] = ("premise", "title", "opening", "continuation")
+
+# Index 0 of each list is the canonical phrasing; the others are augmentation variants.
+PHRASINGS: dict[str, tuple[str, ...]] = {
+    "premise": (
+        "Write a story from this premise: {premise}",
+        "Tell me a story. Premise: {premise}",
+        "Here is a premise for a short story: {premise}\nWrite the story.",
+        "Please write a complete story based on this idea: {premise}",
+    ),
+    "title": (
+        'Write a story titled "{title}".',
+        'Tell a story called "{title}".',
+        'The title is "{title}". Write the story that goes with it.',
+        'Please write a complete story with the title "{title}".',
+    ),
+    "opening": (
+        "Continue this story from where its opening ends:\n\n{opening}",
+        "Here is how a story begins. Write the rest of it.\n\n{opening}",
+        "Finish the story that starts like this:\n\n{opening}",
+    ),
+    "continuation": (
+        "Premise: {premise}\n\nThe story so far ends with:\n\n{context}\n\n"
+        "Write the next part (part {part} of {parts}).",
+        "Premise: {premise}\n\nHere is the end of the previous part:\n\n{context}\n\n"
+        "Continue with part {part} of {parts}.",
+    ),
+    # The first window of a long story has no story so far yet.
+    "first_part": (
+        "Premise: {premise}\n\nWrite the opening part (part 1 of {parts}).",
+        "Premise: {premise}\n\nBegin the story: write part 1 of {parts}.",
+    ),
+}
+
+
+def length_bucket(words: int) -> str:
+    """The length control value for a story of `words` words."""
+    name = LENGTH_BUCKETS[0][0]
+    for bucket, lower in LENGTH_BUCKETS:
+        if words >= lower:
+            name = bucket
+    return name
+
+
+@dataclass(frozen=True)
+class StoryRequest:
+    """What to write: a kind of task, its controls and the task's material."""
+
+    kind: Kind = "premise"
+    controls: Mapping[str, str] = field(default_factory=dict)
+    premise: str | None = None
+    title: str | None = None
+    opening: str | None = None
+    context: str | None = None
+    part: int = 1
+    parts: int = 1
+    phrasing: int = 0
+    control_order: Sequence[str] | None = None
+
+
+def render_header(controls: Mapping[str, str], order: Sequence[str] | None = None) -> str:
+    """`[ Genre: fable; Style: moral ]` for the controls that are set, in `order`; '' if none."""
+    order = list(order) if order is not None else list(HEADER_FIELDS)
+    known = [name for name in order if name in CONTROL_SCHEMA]
+    parts = []
+    for name in known:
+        value = str(controls.get(name) or "").strip()
+        if value:
+            value = re.sub(r"[\[\];\n]+", " ", value).strip()
+            parts.append(f"{CONTROL_SCHEMA[name]['label']}: {value}")
+    return f"[ {'; '.join(parts)} ]" if parts else ""
+
+
+_HEADER = re.compile(r"^\[ (.*) \]$")
+
+
+def parse_header(line: str) -> dict[str, str]:
+    """The controls in a rendered header line (the inverse of `render_header`)."""
+    match = _HEADER.match(line.strip())
+    if not match:
+        return {}
+    by_label = {str(spec["label"]).lower(): name for name, spec in CONTROL_SCHEMA.items()}
+    controls = {}
+    for part in match.group(1).split("; "):
+        label, _, value = part.partition(": ")
+        name = by_label.get(label.strip().lower())
+        if name and value:
+            controls[name] = value.strip()
+    return controls
+
+
+def render_user_message(request: StoryRequest) -> str:
+    """The user turn: the control header, then the task in the chosen phrasing."""
+    first_part = request.kind == "continuation" and request.part == 1
+    phrasings = PHRASINGS["first_part" if first_part else request.kind]
+    template = phrasings[request.phrasing % len(phrasings)]
+    needed = {"premise": request.premise, "title": request.title, "opening": request.opening,
+              "continuation": request.premise if first_part else request.context}[request.kind]
+    if not needed:
+        raise ValueError(f"a {request.kind!r} request needs its {request.kind} text")
+    task = template.format(premise=request.premise or "", title=request.title or "",
+                           opening=request.opening or "", context=request.context or "",
+                           part=request.part, parts=request.parts)
+    if request.kind == "premise" and request.title:
+        task += f'\nTitle: "{request.title}"'
+    header = render_header(request.controls, request.control_order)
+    return f"{header}\n{task}" if header else task
+
+
+def render_messages(request: StoryRequest, story: str | None = None,
+                    system_prompt: str | None = SYSTEM_PROMPT) -> list[dict[str, str]]:
+    """The chat messages for `request`; with `story`, the assistant's answer is the last one."""
+    messages = []
+    if system_prompt:
+        messages.append({"role": "system", "content": system_prompt})
+    messages.append({"role": "user", "content": render_user_message(request)})
+    if story is not None:
+        messages.append({"role": "assistant", "content": story})
+    return messages
