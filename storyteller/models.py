@@ -58,9 +58,15 @@ def _publish(build, target: Path) -> Path:
     try:
         build(staging)
         (staging / _COMPLETE).write_text("ok\n")
+        if (target / _COMPLETE).exists():
+            return target  # another process finished the same conversion first
         if target.exists():
             shutil.rmtree(target)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / _COMPLETE).exists():
+                raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -104,7 +104,7 @@ def render_header(controls: Mapping[str, str], order: Sequence[str] | None = Non
     for name in known:
         value = str(controls.get(name) or "").strip()
         if value:
-            value = re.sub(r"[\[\];\n]+", " ", value).strip()
+            value = " ".join(re.sub(r"[\[\];\n]+", " ", value).split())
             parts.append(f"{CONTROL_SCHEMA[name]['label']}: {value}")
     return f"[ {'; '.join(parts)} ]" if parts else ""
 

@@ -46,6 +46,8 @@ class FilterConfig:
     # Above this share of bad records (malformed or filtered, duplicates not counted) the run
     # exits 1, after writing everything it could.
     max_bad_share: float = 0.5
+    # Records whose tags (e.g. WritingPrompts' [NSFW], [Modpost]) include one of these are rejected.
+    exclude_tags: list[str] = field(default_factory=lambda: ["nsfw", "modpost"])
 
     def __post_init__(self):
         require(0 <= self.max_bad_share <= 1, "max_bad_share", "must be between 0 and 1")
@@ -73,7 +75,7 @@ class DedupConfig:
 class TagConfig:
     # Tagged stories the classifier learns from, besides the tagged stories of the inputs.
     reference: list[str] = field(default_factory=lambda: ["corpora/starter"])
-    min_confidence: float = 0.5
+    min_confidence: float = 0.3
 
 
 @dataclass

@@ -57,6 +57,27 @@ class Signer:
     def sign_values(self, text: str) -> np.ndarray:
         return self.sign(text).hashvalues
 
+    def sign_with_set(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """The signature and the sorted hashed shingle set (for exact Jaccard checks)."""
+        hashed = np.unique(np.fromiter((_hash32(s) for s in shingles(text, self.shingle_words)),
+                                       dtype=np.uint32))
+        signature = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=_identity,
+                            permutations=self._template.permutations, scheme=SCHEME)
+        signature.update_batch(hashed)
+        return signature.hashvalues, hashed
+
+
+def _identity(value) -> int:
+    return int(value)
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard similarity of two sorted unique arrays."""
+    if not len(a) and not len(b):
+        return 1.0
+    common = len(np.intersect1d(a, b, assume_unique=True))
+    return common / (len(a) + len(b) - common)
+
 
 @dataclass
 class Cluster:
@@ -94,17 +115,22 @@ def exact_duplicates(keys: Sequence[str]) -> dict[int, int]:
 
 
 def near_duplicate_clusters(signatures: Sequence[np.ndarray], threshold: float, num_perm: int,
-                            progress: Iterable[int] | None = None) -> list[Cluster]:
-    """Clusters of near-duplicates: MinHash LSH proposes candidates, and a pair joins only when
-    its estimated Jaccard similarity reaches `threshold`."""
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+                            progress: Iterable[int] | None = None,
+                            shingle_sets: Sequence[np.ndarray] | None = None) -> list[Cluster]:
+    """Clusters of near-duplicates. MinHash LSH, tuned below `threshold` so that few true pairs
+    escape it, proposes candidates; a pair joins only when its Jaccard similarity reaches
+    `threshold` — computed exactly from the shingle sets where given, else estimated."""
+    lsh = MinHashLSH(threshold=max(0.2, threshold - 0.2), num_perm=num_perm)
     union = _UnionFind(len(signatures))
     similarity: dict[tuple[int, int], float] = {}
     minhashes = [MinHash(num_perm=num_perm, hashvalues=values, scheme=SCHEME) for values in signatures]
     for index in (progress if progress is not None else range(len(signatures))):
         candidate_keys = lsh.query(minhashes[index])
         for other in candidate_keys:
-            estimate = float(np.mean(signatures[index] == signatures[other]))
+            if shingle_sets is not None:
+                estimate = jaccard(shingle_sets[index], shingle_sets[other])
+            else:
+                estimate = float(np.mean(signatures[index] == signatures[other]))
             if estimate >= threshold:
                 union.union(index, other)
                 similarity[(other, index)] = estimate

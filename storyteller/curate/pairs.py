@@ -27,7 +27,11 @@ here his her hers him he she they them their theirs it its we us our you your i 
 were is are be been being had has have do did does not no nor as than too very can could would
 should will shall may might must just only also even still again ever never always all any some
 each every both few more most other such own same one two three said says say asked like back
-down up out off away through around upon until because though although once little big""".split())
+down up out off away through around upon until because though although once little big knew
+came went looked thought made took told felt began could know come going want wanted make
+take tell think look seemed found left right long last first next time times thing things
+something nothing everything anything someone anyone everyone there's it's don't didn't
+into just then than""".split())
 
 
 @dataclass
@@ -55,21 +59,22 @@ def paragraphs(text: str) -> list[str]:
 
 
 def character_names(text: str, limit: int = 6) -> list[str]:
-    """Capitalised words that recur in mid-sentence and never appear in lower case: the story's
-    names, most frequent first."""
-    lowered = {w.lower() for w in re.findall(r"(?<![.!?\"“]\s)\b[a-z]\w*", text)}
-    counts: Counter[str] = Counter()
-    for match in re.finditer(r"(?<=[^.!?\"“\n]\s)([A-Z][a-z]{2,})\b", text):
-        name = match.group(1)
-        if name not in _NOT_NAMES and name.lower() not in lowered and name.lower() not in _STOPWORDS:
-            counts[name] += 1
-    return [name for name, n in counts.most_common() if n >= 2][:limit]
+    """The story's names, most frequent first: capitalised words that occur at least once in
+    mid-sentence (so not merely sentence-initial), twice in all, and never in lower case."""
+    lowered = {w.lower() for w in re.findall(r"\b[a-z][a-z']*\b", text)}
+    mid_sentence = set(re.findall(r"(?<=[^.!?\"“\n]\s)([A-Z][a-z]{2,})\b", text))
+    counts = Counter(w for w in re.findall(r"\b[A-Z][a-z]{2,}\b", text) if w in mid_sentence)
+    names = [name for name, n in counts.most_common()
+             if n >= 2 and name not in _NOT_NAMES and name.lower() not in lowered
+             and name.lower() not in _STOPWORDS]
+    return names[:limit]
 
 
 def keywords(text: str, limit: int = 3, exclude: Sequence[str] = ()) -> list[str]:
     skip = {e.lower() for e in exclude}
-    counts = Counter(w for w in (x.lower() for x in words(text))
-                     if len(w) > 3 and w not in _STOPWORDS and w not in skip and w.isalpha())
+    counts = Counter(w for w in words(text)
+                     if w.islower() and len(w) > 3 and w not in _STOPWORDS and w not in skip and w.isalpha()
+                     and not w.endswith(("ed", "ly", "ing")))
     return [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]]
 
 
@@ -151,8 +156,8 @@ def tail_words(text: str, count: int) -> str:
     if len(tokens) <= count:
         return text
     tail = " ".join(tokens[-count:])
-    match = re.search(r"(?<=[.!?][\"'”’)]?)\s+(?=[A-Z\"“])", tail)
-    return tail[match.end():] if match and match.end() < len(tail) // 2 else "…" + tail
+    match = re.search(r"[.!?][\"'”’)]?\s+(?=[A-Z\"“])", tail)
+    return tail[match.end():] if match and match.end() < len(tail) else "…" + tail
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def _slug(text: str) -> str:
 
 def _with_moral(raw: RawStory, append: bool) -> str:
     moral = raw.meta.get("moral")
-    if not append or not moral or "Moral:" in raw.text:
+    if not append or not moral or not raw.text.strip() or "Moral:" in raw.text:
         return raw.text
     moral = str(moral).strip()
     if moral.lower().startswith("moral:"):
@@ -151,6 +151,12 @@ def run(paths: Sequence[str], out: str | Path, config: CurateConfig) -> CurateRe
             if isinstance(record, Rejected):
                 rejects.append(record)
                 continue
+            excluded = sorted({str(t).lower() for t in record.meta.get("tags") or []}
+                              & {t.lower() for t in config.filters.exclude_tags})
+            if excluded:
+                rejects.append(Rejected(record.source, record.line, "excluded_tag",
+                                        f"tagged {', '.join(excluded)}", record.position))
+                continue
             markup = record.meta.pop("markup", None) if config.clean.strip_markdown else None
             text = clean.clean_text(_with_moral(record, config.source.append_moral), markup=markup,
                                     strip_html_tags=config.clean.strip_html)
@@ -201,10 +207,12 @@ def run(paths: Sequence[str], out: str | Path, config: CurateConfig) -> CurateRe
         group_of: dict[int, int] = {}
         if config.dedup.near and kept:
             signer = dedup.Signer(config.dedup.num_perm, config.dedup.shingle_words, seed=config.seed + 1)
-            signatures = [signer.sign_values(c.text) for c in track.track(kept, "signing (MinHash)")]
+            signed = [signer.sign_with_set(c.text) for c in track.track(kept, "signing (MinHash)")]
             clusters = dedup.near_duplicate_clusters(
-                signatures, config.dedup.threshold, config.dedup.num_perm,
-                progress=track.track(range(len(kept)), "near-duplicate search"))
+                [s[0] for s in signed], config.dedup.threshold, config.dedup.num_perm,
+                progress=track.track(range(len(kept)), "near-duplicate search"),
+                shingle_sets=[s[1] for s in signed])
+            del signed
             for cluster in clusters:
                 for member in cluster.members:
                     group_of[member] = cluster.representative

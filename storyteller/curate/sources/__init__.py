@@ -25,17 +25,36 @@ def _csv_is_writingprompts(path: Path) -> bool:
         or "[wp]" in sample.lower())
 
 
+def _is_saved_dataset(path: Path) -> bool:
+    return any((path / name).exists() for name in ("dataset_info.json", "dataset_dict.json", "state.json"))
+
+
+def _folder_files(path: Path) -> list[Path]:
+    """Story and record files below `path`, and saved datasets as whole folders, in order."""
+    found: list[Path] = []
+    for child in sorted(path.iterdir()):
+        if child.is_dir():
+            found.extend([child] if _is_saved_dataset(child) else _folder_files(child))
+        elif child.suffix.lower() in RECORD_SUFFIXES + text.STORY_SUFFIXES \
+                and not child.stem.upper().startswith(text.NOT_STORIES):
+            found.append(child)
+    return found
+
+
 def detect_format(path: Path) -> str:
     """The format of `path` from its name and, for text files, its first bytes."""
     if path.is_dir():
-        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() \
-                or (path / "state.json").exists():
+        if _is_saved_dataset(path):
             return "datasets"
-        if any(path.glob("*.wp_source")):
-            return "writingprompts"
-        if any(p.suffix.lower() in text.STORY_SUFFIXES for p in path.rglob("*")):
+        files = _folder_files(path)
+        story_files = [p for p in files if p.suffix.lower() in text.STORY_SUFFIXES]
+        record_files = [p for p in files if p not in story_files]
+        # A folder of plain story files is one story per file; as soon as it holds record files
+        # or many-story text files (books, <|endoftext|> files), each file is read on its own.
+        if story_files and not record_files and all(
+                detect_format(p) == "text" for p in story_files):
             return "folder"
-        return "files"  # a folder of record files: each one's format is detected on its own
+        return "files"
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
@@ -71,12 +90,13 @@ def expand_inputs(paths: list[str], fmt: str) -> list[tuple[str, str]]:
             raise InputError.at(location, "no such file or folder", "check the path")
         chosen = fmt if fmt != "auto" else detect_format(path)
         if chosen == "files":
-            files = sorted(p for p in path.rglob("*") if p.is_file()
-                           and p.suffix.lower() in RECORD_SUFFIXES)
-            if not files:
+            children = [c for c in sorted(path.iterdir())
+                        if (c.is_dir() and _folder_files(c)) or c in _folder_files(path)]
+            if not children:
                 raise InputError.at(location, "no story files in this folder",
                                     "point at the files, or pass --format")
-            inputs.extend((str(p), detect_format(p)) for p in files)
+            for child in children:
+                inputs.extend(expand_inputs([str(child)], "auto"))
         elif path.is_dir() and chosen in ("jsonl", "json", "csv", "parquet", "gutenberg",
                                         "tinystories", "text"):
             suffixes = {"jsonl": (".jsonl",), "json": (".json",), "csv": (".csv",),

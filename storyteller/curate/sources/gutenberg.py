@@ -35,8 +35,7 @@ _SEPARATOR_LINE = re.compile(r"^[ \t]*\*(?:[ \t]*\*){2,}[ \t]*$", re.MULTILINE)
 
 
 def is_gutenberg(text: str) -> bool:
-    head = text[:20000]
-    return bool(_START.search(_join_split_marker(head))) or "PROJECT GUTENBERG" in head.upper()
+    return bool(_START.search(_join_split_marker(text[:50000])))
 
 
 def _join_split_marker(text: str) -> str:
@@ -123,7 +122,18 @@ def find_tales(body: str) -> list[tuple[str, int, int]]:
                 wanted += 1
         if found:
             return found
-    # No usable contents list: ALL-CAPS lines that follow two blank lines are headings.
+    # No usable contents list: numbered headings ("II." on its own line, the title on the next
+    # short line) or ALL-CAPS lines, each after two blank lines.
+    numbered = list(re.finditer(r"(?<=\n\n\n)(?:[IVXLC]+|\d+)\.?[ \t]*\n", body))
+    if len(numbered) >= 2:
+        for match in numbered:
+            title_match = re.match(r"\s*\n([^\n]{1,80})\n\s*\n", body[match.end() - 1:])
+            title = title_match.group(1).strip() if title_match else ""
+            if title and len(title.split()) <= 10 and not title.endswith((".", ",", ";")):
+                found.append((title, match.start(), match.end() - 1 + title_match.end()))
+            else:
+                found.append((match.group(0).strip(), match.start(), match.end()))
+        return found
     for match in re.finditer(r"(?<=\n\n\n)([^\n]+)\n", body):
         line = match.group(1).strip()
         if _CAPS_HEADING.match(line) and len(line.split()) <= 12 and not _LONE_NUMBER.match(line):

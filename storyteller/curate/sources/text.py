@@ -15,6 +15,8 @@ from storyteller.errors import InputError
 
 ENDOFTEXT = "<|endoftext|>"
 STORY_SUFFIXES = (".txt", ".md", ".markdown", ".text")
+# A folder's own documentation is not a story.
+NOT_STORIES = ("README", "LICENSE", "LICENCE", "CHANGELOG", "CONTRIBUTING")
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
 _MD_TITLE = re.compile(r"\A\s*#\s+(.+?)\s*#*\s*\n")
 _ASTERISM = re.compile(r"^[ \t]*(?:[*#~=-][ \t]*){3,}$", re.MULTILINE)
@@ -33,7 +35,8 @@ def split_front_matter(text: str) -> tuple[dict, str]:
 
 
 def read_folder(path: Path, encoding: str = "auto") -> Iterator[RawStory | Rejected]:
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in STORY_SUFFIXES)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in STORY_SUFFIXES
+                   and not p.stem.upper().startswith(NOT_STORIES))
     if not files:
         raise InputError.at(str(path), "no .txt or .md files in this folder",
                             "point at the files, or use --format for another layout")

@@ -22,7 +22,7 @@ TAG_NAMES = {
     "OT": "off topic", "RF": "reality fiction", "FF": "fast fiction", "SP": "simple prompt",
     "PM": "prompt me", "CC": "constructive criticism",
 }
-_TAG = re.compile(r"\s*[\[(]\s*([A-Za-z]{2,3})\s*[\])]\s*")
+_TAG = re.compile(r"\s*[\[(]\s*([A-Za-z]{2,8}(?:\s*/\s*[A-Za-z]{2,8})*)\s*[\])]\s*")
 
 _REPLACEMENTS = [
     (re.compile(r"\s*<newline>\s*"), "\n"),
@@ -51,14 +51,19 @@ def detokenize(text: str) -> str:
 
 
 def split_tags(prompt: str) -> tuple[list[str], str]:
-    """`[ WP ] You wake up…` → (["WP"], "You wake up…"); tags anywhere at the front."""
+    """`[ WP ] You wake up…` → (["WP"], "You wake up…"); every bracketed tag at the front,
+    combined ones (`[WP/IP]`) split. A bracketed phrase of several words is not a tag."""
     tags = []
     while True:
         match = _TAG.match(prompt)
-        if not match or match.group(1).upper() not in TAG_NAMES:
+        if not match:
             return tags, prompt.strip()
-        tags.append(match.group(1).upper())
+        tags.extend(part.strip().upper() for part in match.group(1).split("/"))
         prompt = prompt[match.end():]
+
+
+def tag_name(tag: str) -> str:
+    return TAG_NAMES.get(tag, tag.lower())
 
 
 def make_story(prompt: str, story: str, source: str, line: int | None,
@@ -66,7 +71,7 @@ def make_story(prompt: str, story: str, source: str, line: int | None,
     tags, premise = split_tags(detokenize(prompt))
     meta: dict = {"premise": premise} if premise else {}
     if tags:
-        meta["tags"] = [TAG_NAMES[t] for t in tags]
+        meta["tags"] = [tag_name(t) for t in tags]
     return RawStory(text=detokenize(story), source=source, line=line, position=position, meta=meta)
 
 
