@@ -80,10 +80,14 @@ def repeated_share(text: str) -> float:
     return repeats / total if total else 0.0
 
 
+_NOT_LETTER = re.compile(r"[\W\d_]+")
+_SPACE = re.compile(r"\s+")
+
+
 def letter_share(text: str) -> float:
     """The share of non-space characters that are letters (junk has few)."""
-    visible = [c for c in text if not c.isspace()]
-    return sum(c.isalpha() for c in visible) / len(visible) if visible else 0.0
+    visible = len(_SPACE.sub("", text))
+    return len(_NOT_LETTER.sub("", text)) / visible if visible else 0.0
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,9 @@ class TagConfig:
     # Tagged stories the classifier learns from, besides the tagged stories of the inputs.
     reference: list[str] = field(default_factory=lambda: ["corpora/starter"])
     min_confidence: float = 0.3
+    # At most this many tagged input stories join the reference corpus to train the tagger
+    # (chosen deterministically); more adds little and costs time on large corpora.
+    max_training_stories: int = 1000
 
 
 @dataclass
@@ -132,3 +135,4 @@ class CurateConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     charts: bool = True
+    workers: int = 0  # processes for cleaning, signing and pair building; 0 = one per core

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import xxhash
-from datasketch import MinHash, MinHashLSH
+from datasketch import LeanMinHash, MinHashLSH
 
 
 def normalized_words(text: str) -> list[str]:
@@ -25,50 +25,69 @@ def exact_key(text: str) -> str:
     return xxhash.xxh3_128_hexdigest(" ".join(normalized_words(text)).encode())
 
 
-def shingles(text: str, size: int) -> list[bytes]:
-    tokens = normalized_words(text)
-    if len(tokens) < size:
-        return [" ".join(tokens).encode()] if tokens else [b""]
-    return [" ".join(tokens[i:i + size]).encode() for i in range(len(tokens) - size + 1)]
+_MASK32 = np.uint64(0xFFFFFFFF)
+_PRIME = np.uint64(0x100000001B3)
 
 
-SCHEME = "affine32"
-
-
-def _hash32(data: bytes) -> int:
-    return xxhash.xxh32_intdigest(data)
+def _mix_to_32(values: np.ndarray) -> np.ndarray:
+    """A 64-bit finaliser (MurmurHash3's) folded to 32 bits, so combined word hashes spread."""
+    values = values ^ (values >> np.uint64(33))
+    values = values * np.uint64(0xFF51AFD7ED558CCD)
+    values = values ^ (values >> np.uint64(33))
+    return (values & _MASK32).astype(np.uint32)
 
 
 class Signer:
-    """Makes MinHash signatures that share one set of permutations (making them is costly)."""
+    """Shingle sets and MinHash signatures of texts.
+
+    A shingle is `shingle_words` consecutive normalised words, hashed to 32 bits by combining the
+    words' hashes (each word is hashed once per run, then cached). A signature is the minimum of
+    `num_perm` universal hash permutations `(a·h + b) mod 2³²` over the shingle set, computed for
+    all permutations at once with numpy."""
 
     def __init__(self, num_perm: int, shingle_words: int, seed: int = 1):
         self.num_perm = num_perm
         self.shingle_words = shingle_words
         self.seed = seed
-        self._template = MinHash(num_perm=num_perm, seed=seed, hashfunc=_hash32, scheme=SCHEME)
+        rng = np.random.default_rng(seed)
+        self._a = rng.integers(1, 2**32, num_perm, dtype=np.uint64) | np.uint64(1)
+        self._b = rng.integers(0, 2**32, num_perm, dtype=np.uint64)
+        self._word_hashes: dict[str, int] = {}
 
-    def sign(self, text: str) -> MinHash:
-        signature = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=_hash32,
-                            permutations=self._template.permutations, scheme=SCHEME)
-        signature.update_batch(shingles(text, self.shingle_words))
-        return signature
+    def _word_ids(self, words: list[str]) -> np.ndarray:
+        cache = self._word_hashes
+        ids = []
+        for word in words:
+            value = cache.get(word)
+            if value is None:
+                value = cache[word] = xxhash.xxh32_intdigest(word.encode())
+            ids.append(value)
+        return np.array(ids, dtype=np.uint64)
 
-    def sign_values(self, text: str) -> np.ndarray:
-        return self.sign(text).hashvalues
+    def shingle_set(self, text: str) -> np.ndarray:
+        """The sorted unique 32-bit hashes of the text's word shingles."""
+        ids = self._word_ids(normalized_words(text))
+        size = min(self.shingle_words, len(ids))
+        if size == 0:
+            return np.zeros(1, dtype=np.uint32)
+        count = len(ids) - size + 1
+        combined = np.zeros(count, dtype=np.uint64)
+        for offset in range(size):
+            combined = combined * _PRIME + ids[offset:offset + count]
+        return np.unique(_mix_to_32(combined))
+
+    def signature(self, shingle_set: np.ndarray) -> np.ndarray:
+        values = shingle_set.astype(np.uint64)
+        permuted = (self._a[:, None] * values[None, :] + self._b[:, None]) & _MASK32
+        return permuted.min(axis=1).astype(np.uint32)
 
     def sign_with_set(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """The signature and the sorted hashed shingle set (for exact Jaccard checks)."""
-        hashed = np.unique(np.fromiter((_hash32(s) for s in shingles(text, self.shingle_words)),
-                                       dtype=np.uint32))
-        signature = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=_identity,
-                            permutations=self._template.permutations, scheme=SCHEME)
-        signature.update_batch(hashed)
-        return signature.hashvalues, hashed
+        """The signature and the shingle set (kept for exact Jaccard checks)."""
+        shingle_set = self.shingle_set(text)
+        return self.signature(shingle_set), shingle_set
 
-
-def _identity(value) -> int:
-    return int(value)
+    def sign_values(self, text: str) -> np.ndarray:
+        return self.signature(self.shingle_set(text))
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -123,7 +142,7 @@ def near_duplicate_clusters(signatures: Sequence[np.ndarray], threshold: float, 
     lsh = MinHashLSH(threshold=max(0.2, threshold - 0.2), num_perm=num_perm)
     union = _UnionFind(len(signatures))
     similarity: dict[tuple[int, int], float] = {}
-    minhashes = [MinHash(num_perm=num_perm, hashvalues=values, scheme=SCHEME) for values in signatures]
+    minhashes = [LeanMinHash(seed=1, hashvalues=values, scheme="affine32") for values in signatures]
     for index in (progress if progress is not None else range(len(signatures))):
         candidate_keys = lsh.query(minhashes[index])
         for other in candidate_keys:

@@ -70,12 +70,16 @@ def character_names(text: str, limit: int = 6) -> list[str]:
     return names[:limit]
 
 
+_LOWER_WORD = re.compile(r"\b[a-z]{4,}\b")
+
+
 def keywords(text: str, limit: int = 3, exclude: Sequence[str] = ()) -> list[str]:
+    """The most frequent content words (lower-case in the text, so not names), ties by spelling."""
     skip = {e.lower() for e in exclude}
-    counts = Counter(w for w in words(text)
-                     if w.islower() and len(w) > 3 and w not in _STOPWORDS and w not in skip and w.isalpha()
-                     and not w.endswith(("ed", "ly", "ing")))
-    return [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]]
+    counts = Counter(_LOWER_WORD.findall(text))
+    chosen = [(n, w) for w, n in counts.items()
+              if w not in _STOPWORDS and w not in skip and not w.endswith(("ed", "ly", "ing"))]
+    return [w for _, w in sorted(chosen, key=lambda nw: (-nw[0], nw[1]))[:limit]]
 
 
 def derive_premise(story: Story) -> str:

@@ -70,7 +70,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: Path, manifest: dict[str, Any], stories, split_of, clusters,
+def write_report(out: Path, manifest: dict[str, Any], stories, clusters,
                  rejects: list[dict[str, Any]], charts: bool = True) -> list[str]:
     """Write report.md (and its charts); the names of the files written."""
     counts = manifest["counts"]
@@ -142,7 +142,7 @@ def write_report(out: Path, manifest: dict[str, Any], stories, split_of, cluster
                 for c in clusters[:50]]
         sections += [_table(["kept", "near duplicates (similarity)"], rows), ""]
         if len(clusters) > 50:
-            sections += [f"… and {len(clusters) - 50} more clusters (manifest.json counts them all).", ""]
+            sections += [f"… and {len(clusters) - 50} more clusters (manifest.json lists them all).", ""]
     else:
         sections += ["None found.", ""]
     (out / "report.md").write_text("\n".join(sections), encoding="utf-8")

@@ -1,43 +1,35 @@
 """`storyteller curate`: read → clean → filter → dedup → tag → pairs → augment → split → write.
 
-The only module of the stage that touches disk; every step it calls is a pure function."""
+The only module of the stage that touches disk; the steps it calls are pure functions, run in
+worker processes where there are several cores (the outputs do not depend on how many)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import xxhash
+
 import storyteller
 from storyteller import console
 from storyteller.config import to_dict
-from storyteller.curate import clean, dedup
-from storyteller.curate.augment import augment
+from storyteller.curate import dedup
 from storyteller.curate.config import CurateConfig
-from storyteller.curate.pairs import PairOptions, Story, build_pairs
+from storyteller.curate.outputs import (SplitWriter, jsonl_bytes, sha256_of, write_atomic,
+                                        write_manifest)
+from storyteller.curate.pairs import Story
+from storyteller.curate.prepare import Pool, Prepared, flatten
 from storyteller.curate.records import RawStory, Rejected
 from storyteller.curate.sources import expand_inputs, read_source
 from storyteller.curate.split import SPLITS, assign_splits
-from storyteller.curate.tag import Tagger
+from storyteller.curate.tag import Tag, Tagger
 from storyteller.errors import InputError, Problem, StorytellerError
 
 DUPLICATE_REASONS = ("duplicate_exact", "duplicate_near")
-
-
-@dataclass
-class Candidate:
-    """A story that survived reading and the text filters, on its way to becoming a Story."""
-
-    raw: RawStory
-    text: str
-    words: int
-    tokens: int = 0
-    input_index: int = 0
+CHUNK = 256
 
 
 @dataclass
@@ -47,31 +39,9 @@ class CurateResult:
     rejects: list[dict[str, Any]] = field(default_factory=list)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(file.relative_to(path)).encode())
-            digest.update(sha256_of(file).encode())
-        return digest.hexdigest()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "story"
-
-
-def _with_moral(raw: RawStory, append: bool) -> str:
-    moral = raw.meta.get("moral")
-    if not append or not moral or not raw.text.strip() or "Moral:" in raw.text:
-        return raw.text
-    moral = str(moral).strip()
-    if moral.lower().startswith("moral:"):
-        moral = moral[6:].strip()
-    return f"{raw.text.rstrip()}\n\nMoral: {moral}"
+def worker_count(setting: int) -> int:
+    """`workers: 0` means one per core (at most 8)."""
+    return setting if setting > 0 else min(8, os.cpu_count() or 1)
 
 
 def read_inputs(paths: Sequence[str], config: CurateConfig, track: console.Steps
@@ -92,15 +62,6 @@ def read_inputs(paths: Sequence[str], config: CurateConfig, track: console.Steps
     return described, records
 
 
-def count_tokens_with(tokenizer):
-    def count(texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        encoded = tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)
-        return [len(ids) for ids in encoded["input_ids"]]
-    return count
-
-
 def load_reference(config: CurateConfig) -> list[RawStory]:
     """Tagged stories the tagger learns from (the shipped corpus); missing paths are skipped."""
     stories = []
@@ -114,218 +75,160 @@ def load_reference(config: CurateConfig) -> list[RawStory]:
     return stories
 
 
-def _unique_ids(candidates: Sequence[Candidate]) -> list[str]:
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "story"
+
+
+def story_ids(kept: Sequence[Prepared]) -> list[str]:
+    """A stable, unique id per story: its own id where the data has one, else file-NNNNN."""
     seen: Counter[str] = Counter()
-    per_input: Counter[int] = Counter()
+    per_file: Counter[str] = Counter()
     ids = []
-    for candidate in candidates:
-        per_input[candidate.input_index] += 1
-        given = candidate.raw.meta.get("id")
-        base = _slug(str(given)) if given else \
-            f"{_slug(Path(candidate.raw.source).stem)}-{per_input[candidate.input_index]:05d}"
+    for item in kept:
+        per_file[item.raw.source] += 1
+        given = item.raw.meta.get("id")
+        base = _slug(str(given)) if given else f"{_slug(Path(item.raw.source).stem)}-{per_file[item.raw.source]:05d}"
         seen[base] += 1
         ids.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
     return ids
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_bytes(data)
-    os.replace(staging, path)
+def deduplicate(kept: list[Prepared], config: CurateConfig, rejects: list[Rejected],
+                track: console.Steps) -> tuple[list[Prepared], dict[int, int], list[dedup.Cluster], int]:
+    """Drop exact duplicates; find near-duplicate clusters. Returns the survivors, member →
+    representative for near-duplicates, the clusters and the exact-duplicate count."""
+    exact = {}
+    if config.dedup.exact:
+        exact = dedup.exact_duplicates([item.exact_key for item in kept])
+        for index, first in exact.items():
+            raw = kept[index].raw
+            rejects.append(Rejected(raw.source, raw.line, "duplicate_exact",
+                                    f"same text as {kept[first].raw.where}", raw.position))
+        kept = [item for i, item in enumerate(kept) if i not in exact]
+    clusters: list[dedup.Cluster] = []
+    representative: dict[int, int] = {}
+    if config.dedup.near and kept:
+        clusters = dedup.near_duplicate_clusters(
+            [item.signature for item in kept], config.dedup.threshold, config.dedup.num_perm,
+            progress=track.track(range(len(kept)), "near duplicates"),
+            shingle_sets=[item.shingles for item in kept])
+        for cluster in clusters:
+            for member in cluster.members:
+                representative[member] = cluster.representative
+                if config.dedup.near_action == "drop":
+                    raw = kept[member].raw
+                    rejects.append(Rejected(
+                        raw.source, raw.line, "duplicate_near",
+                        f"{cluster.similarity.get(member, config.dedup.threshold):.2f} similar to "
+                        f"{kept[cluster.representative].raw.where}", raw.position))
+    for item in kept:  # the sets are large and no longer needed
+        item.signature = item.shingles = None
+    return kept, representative, clusters, len(exact)
 
 
-def jsonl_bytes(rows: Sequence[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+def tag_stories(stories: list[Story], config: CurateConfig) -> tuple[Tagger | None, int]:
+    """Tags from metadata, else from the offline tagger, trained only if a story needs it."""
+    if all(s.meta.get("genre") and s.meta.get("style") for s in stories):
+        for story in stories:
+            story.tags = {name: Tag(str(story.meta[name]), 1.0, False) for name in ("genre", "style")}
+        return None, 0
+    reference = load_reference(config)
+    tagged = sorted((s for s in stories if s.meta.get("genre")),
+                    key=lambda s: xxhash.xxh64_hexdigest(f"{config.seed}:{s.id}".encode()))
+    tagged = tagged[:config.tags.max_training_stories]
+    examples = [(r.text, r.meta.get("genre"), r.meta.get("style")) for r in reference] + \
+               [(s.text, s.meta.get("genre"), s.meta.get("style")) for s in tagged]
+    tagger = Tagger([e[0] for e in examples], [e[1] for e in examples], [e[2] for e in examples],
+                    config.tags.min_confidence)
+    all_tags = tagger.tag([s.text for s in stories], [s.meta.get("genre") for s in stories],
+                          [s.meta.get("style") for s in stories])
+    for story, tags in zip(stories, all_tags):
+        story.tags = tags
+    return tagger, len(reference)
 
 
 def run(paths: Sequence[str], out: str | Path, config: CurateConfig) -> CurateResult:
     out = Path(out)
     rejects: list[Rejected] = []
-    with console.steps() as track:
+    with console.steps() as track, Pool(config, worker_count(config.workers)) as pool:
         described, records = read_inputs(paths, config, track)
-        input_index = {d["path"]: i for i, d in enumerate(described)}
+        rejects.extend(r for r in records if isinstance(r, Rejected))
+        raw = [r for r in records if isinstance(r, RawStory)]
 
-        # Clean and filter on text alone.
-        candidates: list[Candidate] = []
-        for record in track.track(records, "cleaning"):
-            if isinstance(record, Rejected):
-                rejects.append(record)
-                continue
-            excluded = sorted({str(t).lower() for t in record.meta.get("tags") or []}
-                              & {t.lower() for t in config.filters.exclude_tags})
-            if excluded:
-                rejects.append(Rejected(record.source, record.line, "excluded_tag",
-                                        f"tagged {', '.join(excluded)}", record.position))
-                continue
-            markup = record.meta.pop("markup", None) if config.clean.strip_markdown else None
-            text = clean.clean_text(_with_moral(record, config.source.append_moral), markup=markup,
-                                    strip_html_tags=config.clean.strip_html)
-            count = len(clean.words(text))
-            verdict = clean.quality_verdict(text, count, min_words=config.filters.min_words,
-                                            max_words=config.filters.max_words,
-                                            max_repeated_share=config.filters.max_repeated_share,
-                                            min_letter_share=config.filters.min_letter_share)
-            if verdict:
-                rejects.append(Rejected(record.source, record.line, verdict.reason, verdict.detail,
-                                        record.position))
-                continue
-            candidates.append(Candidate(record, text, count,
-                                        input_index=_input_of(record.source, input_index)))
+        prepared = flatten(track.track(pool.map("prepare", raw, CHUNK), "cleaning and signing",
+                                       total=(len(raw) + CHUNK - 1) // CHUNK))
+        kept: list[Prepared] = []
+        for item in prepared:
+            (rejects.append if isinstance(item, Rejected) else kept.append)(item)
+        kept, representative, clusters, exact_count = deduplicate(kept, config, rejects, track)
 
-        # Token bounds in the target tokenizer.
-        from storyteller.models import load_tokenizer
-
-        count_tokens = count_tokens_with(load_tokenizer(config.tokenizer))
-        batch = 256
-        for start in track.track(range(0, len(candidates), batch), "counting tokens",
-                                 total=(len(candidates) + batch - 1) // batch):
-            chunk = candidates[start:start + batch]
-            for candidate, tokens in zip(chunk, count_tokens([c.text for c in chunk])):
-                candidate.tokens = tokens
-        kept: list[Candidate] = []
-        for candidate in candidates:
-            verdict = clean.token_verdict(candidate.tokens, min_tokens=config.filters.min_tokens,
-                                          max_tokens=config.filters.max_tokens)
-            if verdict:
-                raw = candidate.raw
-                rejects.append(Rejected(raw.source, raw.line, verdict.reason, verdict.detail, raw.position))
-            else:
-                kept.append(candidate)
-
-        # Exact, then near duplicates.
-        exact_count = 0
-        if config.dedup.exact:
-            keys = [dedup.exact_key(c.text) for c in kept]
-            duplicates = dedup.exact_duplicates(keys)
-            for index, first in duplicates.items():
-                raw = kept[index].raw
-                rejects.append(Rejected(raw.source, raw.line, "duplicate_exact",
-                                        f"same text as {kept[first].raw.where}", raw.position))
-            exact_count = len(duplicates)
-            kept = [c for i, c in enumerate(kept) if i not in duplicates]
-        clusters: list[dedup.Cluster] = []
-        group_of: dict[int, int] = {}
-        if config.dedup.near and kept:
-            signer = dedup.Signer(config.dedup.num_perm, config.dedup.shingle_words, seed=config.seed + 1)
-            signed = [signer.sign_with_set(c.text) for c in track.track(kept, "signing (MinHash)")]
-            clusters = dedup.near_duplicate_clusters(
-                [s[0] for s in signed], config.dedup.threshold, config.dedup.num_perm,
-                progress=track.track(range(len(kept)), "near-duplicate search"),
-                shingle_sets=[s[1] for s in signed])
-            del signed
-            for cluster in clusters:
-                for member in cluster.members:
-                    group_of[member] = cluster.representative
-                    if config.dedup.near_action == "drop":
-                        raw = kept[member].raw
-                        rejects.append(Rejected(
-                            raw.source, raw.line, "duplicate_near",
-                            f"{cluster.similarity.get(member, config.dedup.threshold):.2f} similar to "
-                            f"{kept[cluster.representative].raw.where}", raw.position))
-        near_count = sum(len(c.members) for c in clusters)
+        ids = story_ids(kept)
+        drop_near = config.dedup.near_action == "drop"
+        stories = [Story(id=ids[i], group=ids[representative.get(i, i)], text=item.text,
+                         source={"file": item.raw.source, "line": item.raw.line,
+                                 "position": item.raw.position},
+                         meta=item.raw.meta, words=item.words, tokens=item.tokens)
+                   for i, item in enumerate(kept) if not (drop_near and i in representative)]
         cluster_report = [
             {"representative": kept[c.representative].raw.where,
-             "members": [{"where": kept[m].raw.where,
-                          "similarity": round(c.similarity.get(m, 0.0), 3)} for m in c.members]}
-            for c in clusters
-        ]
-        ids = _unique_ids(kept)
-        stories = [
-            Story(id=ids[i], group=ids[group_of.get(i, i)], text=c.text,
-                  source={"file": c.raw.source, "line": c.raw.line, "position": c.raw.position},
-                  meta=c.raw.meta, words=c.words, tokens=c.tokens)
-            for i, c in enumerate(kept)
-            if not (config.dedup.near_action == "drop" and i in group_of)
-        ]
+             "members": [{"where": kept[m].raw.where, "similarity": round(c.similarity.get(m, 0.0), 3)}
+                         for m in c.members]}
+            for c in clusters]
+        tagger, reference_count = tag_stories(stories, config)
 
-        # Tags: metadata first, then the offline tagger.
-        reference = load_reference(config)
-        tagged = [s for s in stories if s.meta.get("genre")]
-        train_texts = [r.text for r in reference] + [s.text for s in tagged]
-        tagger = Tagger(train_texts,
-                        [str(r.meta.get("genre")) for r in reference] + [str(s.meta["genre"]) for s in tagged],
-                        [r.meta.get("style") for r in reference] + [s.meta.get("style") for s in tagged],
-                        config.tags.min_confidence)
-        all_tags = tagger.tag([s.text for s in stories], [s.meta.get("genre") for s in stories],
-                              [s.meta.get("style") for s in stories])
-        for story, tags in zip(stories, all_tags):
-            story.tags = tags
-
-        # Splits by group, then pairs and augmentation.
-        strata = {}
+        strata: dict[str, str | None] = {}
         for story in stories:
-            genre = story.control("genre") if config.split.stratify == "genre" else None
-            strata.setdefault(story.group, genre)
+            strata.setdefault(story.group,
+                              story.control("genre") if config.split.stratify == "genre" else None)
         split_of = assign_splits(strata, {"train": config.split.train, "val": config.split.val,
                                           "test": config.split.test}, config.seed)
-        options = PairOptions(kinds=tuple(config.pairs.kinds), derive_premise=config.pairs.derive_premise,
-                              max_story_tokens=config.pairs.max_story_tokens,
-                              context_words=config.pairs.context_words,
-                              opening_share=config.pairs.opening_share)
-        by_split: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}
-        for story in track.track(stories, "building pairs"):
-            pairs = build_pairs(story, options, count_tokens)
-            split = split_of[story.group]
-            if split in config.augment.apply_to and config.augment.ratio > 0:
-                pairs += augment(story, pairs, ratio=config.augment.ratio,
-                                 methods=config.augment.methods, seed=config.seed,
-                                 control_dropout=config.augment.control_dropout)
-            by_split[split].extend(pairs)
 
-    manifest = write_outputs(out, config, described, records, stories, split_of, by_split, rejects,
-                             exact_count, near_count, cluster_report, tagger, reference)
-    result = CurateResult(out, manifest, [r.to_json() for r in rejects])
+        out.mkdir(parents=True, exist_ok=True)
+        writer = SplitWriter(out)
+        try:
+            work = [(s, split_of[s.group] in config.augment.apply_to) for s in stories]
+            made = flatten(track.track(pool.map("pairs", work, CHUNK // 4), "building pairs",
+                                       total=(len(work) + CHUNK // 4 - 1) // (CHUNK // 4)))
+            for story, pairs in zip(stories, made):
+                writer.write(split_of[story.group], pairs, story.tokens)
+            outputs = writer.finish()
+        except BaseException:
+            writer.abandon()
+            raise
+        pool.close()
+
+    reject_rows = [r.to_json() for r in rejects]
+    outputs["rejects.jsonl"] = write_atomic(out / "rejects.jsonl", jsonl_bytes(reject_rows))
+    manifest = build_manifest(config, described, records, stories, split_of, writer, rejects,
+                              exact_count, sum(len(c.members) for c in clusters), cluster_report,
+                              tagger, reference_count)
+    from storyteller.curate.report import write_report
+
+    for name in write_report(out, manifest, stories, cluster_report, reject_rows, config.charts):
+        outputs[name] = sha256_of(out / name)
+    manifest["outputs"] = dict(sorted(outputs.items()))
+    write_manifest(out, manifest)
+
+    result = CurateResult(out, manifest, reject_rows)
     print_summary(result)
-    bad = sum(n for reason, n in manifest["counts"]["rejected"].items() if reason not in DUPLICATE_REASONS)
-    read = manifest["counts"]["records_read"]
-    if read and bad / read > config.filters.max_bad_share:
-        raise StorytellerError(Problem(
-            str(out / "rejects.jsonl"),
-            f"{bad} of {read} records ({bad / read:.0%}) were rejected, more than "
-            f"filters.max_bad_share = {config.filters.max_bad_share:.0%}",
-            "everything else was written; look at rejects.jsonl, fix the input or raise the limit"))
+    check_bad_share(manifest, config, out)
     if not stories:
         raise InputError.at(str(out / "rejects.jsonl"), "no story survived curation",
                             "look at rejects.jsonl for the reasons")
     return result
 
 
-def _input_of(source: str, index: dict[str, int]) -> int:
-    if source in index:
-        return index[source]
-    for location, i in index.items():
-        if source.startswith(location.rstrip("/") + "/") or source.startswith(location):
-            return i
-    return len(index)
-
-
-def write_outputs(out: Path, config: CurateConfig, described, records, stories, split_of, by_split,
-                  rejects: list[Rejected], exact_count: int, near_count: int, clusters, tagger,
-                  reference) -> dict[str, Any]:
-    from storyteller.curate.report import write_report
-
-    out.mkdir(parents=True, exist_ok=True)
-    outputs: dict[str, str] = {}
-    for name in SPLITS:
-        data = jsonl_bytes(by_split[name])
-        write_atomic(out / f"{name}.jsonl", data)
-        outputs[f"{name}.jsonl"] = hashlib.sha256(data).hexdigest()
-    reject_rows = [r.to_json() for r in rejects]
-    data = jsonl_bytes(reject_rows)
-    write_atomic(out / "rejects.jsonl", data)
-    outputs["rejects.jsonl"] = hashlib.sha256(data).hexdigest()
-
-    genre_counts: dict[str, Counter[str]] = {name: Counter() for name in SPLITS}
-    kind_counts: dict[str, Counter[str]] = {name: Counter() for name in SPLITS}
-    for name, pairs in by_split.items():
-        for pair in pairs:
-            genre_counts[name][pair["controls"].get("genre", "(none)")] += 1
-            kind_counts[name][pair["kind"] + (" (augmented)" if pair["augmented"] else "")] += 1
+def build_manifest(config: CurateConfig, described, records, stories: list[Story], split_of,
+                   writer: SplitWriter, rejects: list[Rejected], exact_count: int, near_count: int,
+                   clusters, tagger: Tagger | None, reference_count: int) -> dict[str, Any]:
     story_splits: dict[str, Counter[str]] = {name: Counter() for name in SPLITS}
     for story in stories:
         story_splits[split_of[story.group]][story.control("genre") or "(none)"] += 1
-    inferred = Counter(f"{name}:{tag.value}" for s in stories for name, tag in s.tags.items() if tag.inferred)
-    manifest = {
+    inferred = Counter(f"{name}:{tag.value}" for s in stories for name, tag in s.tags.items()
+                       if tag.inferred)
+    return {
         "name": config.name,
         "storyteller_version": storyteller.__version__,
         "inputs": described,
@@ -336,26 +239,35 @@ def write_outputs(out: Path, config: CurateConfig, described, records, stories, 
             "rejected": dict(sorted(Counter(r.reason for r in rejects).items())),
             "duplicates": {"exact": exact_count, "near": near_count},
             "near_duplicate_clusters": len(clusters),
-            "pairs": {name: len(by_split[name]) for name in SPLITS},
+            "pairs": {name: writer.pairs[name] for name in SPLITS},
+            "story_tokens": {name: writer.tokens[name] for name in SPLITS},
             "stories_per_split": {name: sum(story_splits[name].values()) for name in SPLITS},
-            "genre": {name: dict(sorted(genre_counts[name].items())) for name in SPLITS},
+            "genre": {name: dict(sorted(writer.genres[name].items())) for name in SPLITS},
             "stories_by_genre": {name: dict(sorted(story_splits[name].items())) for name in SPLITS},
-            "kind": {name: dict(sorted(kind_counts[name].items())) for name in SPLITS},
+            "kind": {name: dict(sorted(writer.kinds[name].items())) for name in SPLITS},
             "inferred_tags": dict(sorted(inferred.items())),
         },
-        "tagger": {"reference_stories": len(reference),
-                   "genre_classifier": tagger.genre_model is not None,
-                   "style_classifier": tagger.style_model is not None,
+        "clusters": clusters,
+        "tagger": {"used": tagger is not None,
+                   "reference_stories": reference_count,
+                   "training_stories": tagger.trained_on if tagger else 0,
+                   "genre_classifier": bool(tagger and tagger.genre_model is not None),
+                   "style_classifier": bool(tagger and tagger.style_model is not None),
                    "min_confidence": config.tags.min_confidence},
         "config": to_dict(config),
     }
-    report_files = write_report(out, manifest, stories, split_of, clusters, reject_rows, config.charts)
-    for name in report_files:
-        outputs[name] = sha256_of(out / name)
-    manifest["outputs"] = dict(sorted(outputs.items()))
-    write_atomic(out / "manifest.json",
-                 (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
-    return manifest
+
+
+def check_bad_share(manifest: dict[str, Any], config: CurateConfig, out: Path) -> None:
+    counts = manifest["counts"]
+    bad = sum(n for reason, n in counts["rejected"].items() if reason not in DUPLICATE_REASONS)
+    read = counts["records_read"]
+    if read and bad / read > config.filters.max_bad_share:
+        raise StorytellerError(Problem(
+            str(out / "rejects.jsonl"),
+            f"{bad} of {read} records ({bad / read:.0%}) were rejected, more than "
+            f"filters.max_bad_share = {config.filters.max_bad_share:.0%}",
+            "everything else was written; look at rejects.jsonl, fix the input or raise the limit"))
 
 
 def print_summary(result: CurateResult) -> None:
@@ -367,4 +279,5 @@ def print_summary(result: CurateResult) -> None:
     rows += [(f"rejected: {reason}", n) for reason, n in counts["rejected"].items()
              if reason not in DUPLICATE_REASONS]
     rows += [(f"pairs: {name}", n) for name, n in counts["pairs"].items()]
-    console.console.print(console.table(f"curated → {result.out}", ["", "count"], rows))
+    if not console.quiet():
+        console.console.print(console.table(f"curated → {result.out}", ["", "count"], rows))

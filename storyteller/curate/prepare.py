@@ -1,0 +1,187 @@
+"""Per-record work of curation — clean, filter, count tokens, hash, sign — and per-story pair
+building, run in worker processes where the machine has several cores.
+
+Workers receive chunks in order and results come back in order, so the outputs do not depend on
+the number of workers. Each worker holds its own tokenizer and MinHash signer, made once."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+
+import numpy as np
+
+from storyteller.curate import clean, dedup
+from storyteller.curate.augment import augment
+from storyteller.curate.config import CurateConfig
+from storyteller.curate.pairs import PairOptions, Story, build_pairs
+from storyteller.curate.records import Rejected, RawStory
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class Prepared:
+    """A record that passed the text filters, with what deduplication needs."""
+
+    raw: RawStory
+    text: str
+    words: int
+    tokens: int
+    exact_key: str
+    signature: np.ndarray | None
+    shingles: np.ndarray | None
+
+
+def with_moral(raw: RawStory, append: bool) -> str:
+    """The text, ending on `Moral: …` where the record carries a moral the text lacks."""
+    moral = raw.meta.get("moral")
+    if not append or not moral or not raw.text.strip() or "Moral:" in raw.text:
+        return raw.text
+    moral = str(moral).strip()
+    if moral.lower().startswith("moral:"):
+        moral = moral[6:].strip()
+    return f"{raw.text.rstrip()}\n\nMoral: {moral}"
+
+
+class Worker:
+    """The state one process needs; made once per process."""
+
+    def __init__(self, config: CurateConfig):
+        from storyteller.models import load_tokenizer
+
+        self.config = config
+        tokenizer = load_tokenizer(config.tokenizer)
+        self.count_tokens = _token_counter(tokenizer)
+        self.signer = dedup.Signer(config.dedup.num_perm, config.dedup.shingle_words,
+                                   seed=config.seed + 1)
+        self.options = PairOptions(kinds=tuple(config.pairs.kinds),
+                                   derive_premise=config.pairs.derive_premise,
+                                   max_story_tokens=config.pairs.max_story_tokens,
+                                   context_words=config.pairs.context_words,
+                                   opening_share=config.pairs.opening_share)
+
+    def prepare(self, records: Sequence[RawStory]) -> list[Prepared | Rejected]:
+        """Clean and filter a chunk of records; count tokens for the chunk in one batch."""
+        config, filters = self.config, self.config.filters
+        excluded_tags = {t.lower() for t in filters.exclude_tags}
+        results: list[Prepared | Rejected | None] = []
+        passed: list[tuple[int, RawStory, str, int]] = []
+        for record in records:
+            excluded = sorted({str(t).lower() for t in record.meta.get("tags") or []} & excluded_tags)
+            if excluded:
+                results.append(Rejected(record.source, record.line, "excluded_tag",
+                                        f"tagged {', '.join(excluded)}", record.position))
+                continue
+            markup = record.meta.pop("markup", None) if config.clean.strip_markdown else None
+            text = clean.clean_text(with_moral(record, config.source.append_moral), markup=markup,
+                                    strip_html_tags=config.clean.strip_html)
+            count = len(clean.words(text))
+            verdict = clean.quality_verdict(text, count, min_words=filters.min_words,
+                                            max_words=filters.max_words,
+                                            max_repeated_share=filters.max_repeated_share,
+                                            min_letter_share=filters.min_letter_share)
+            if verdict:
+                results.append(Rejected(record.source, record.line, verdict.reason, verdict.detail,
+                                        record.position))
+                continue
+            passed.append((len(results), record, text, count))
+            results.append(None)
+        tokens = self.count_tokens([text for _, _, text, _ in passed])
+        for (index, record, text, count), n in zip(passed, tokens):
+            verdict = clean.token_verdict(n, min_tokens=filters.min_tokens, max_tokens=filters.max_tokens)
+            if verdict:
+                results[index] = Rejected(record.source, record.line, verdict.reason, verdict.detail,
+                                          record.position)
+                continue
+            signature = shingles = None
+            if config.dedup.near:
+                signature, shingles = self.signer.sign_with_set(text)
+            results[index] = Prepared(record, text, count, n, dedup.exact_key(text), signature, shingles)
+        return results  # type: ignore[return-value]
+
+    def pairs(self, work: Sequence[tuple[Story, bool]]) -> list[list[dict[str, Any]]]:
+        """The pairs of each story, with augmented variants where asked."""
+        config = self.config
+        results = []
+        for story, augmented in work:
+            pairs = build_pairs(story, self.options, self.count_tokens)
+            if augmented and config.augment.ratio > 0:
+                pairs += augment(story, pairs, ratio=config.augment.ratio,
+                                 methods=config.augment.methods, seed=config.seed,
+                                 control_dropout=config.augment.control_dropout)
+            results.append(pairs)
+        return results
+
+
+def _token_counter(tokenizer) -> Callable[[Sequence[str]], list[int]]:
+    def count(texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+    return count
+
+
+_WORKER: Worker | None = None
+
+
+def _init(config: CurateConfig) -> None:
+    global _WORKER
+    _WORKER = Worker(config)
+
+
+def _call(job: tuple[str, Any]) -> Any:
+    method, chunk = job
+    return getattr(_WORKER, method)(chunk)
+
+
+def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+class Pool:
+    """Runs Worker methods over chunks, in order: in this process for one worker, else in a
+    pool of forked processes (each makes its own Worker once)."""
+
+    def __init__(self, config: CurateConfig, workers: int):
+        self.workers = max(1, workers)
+        self.config = config
+        self._pool = None
+        if self.workers > 1:
+            # Each process tokenizes its own chunks; the tokenizer's own threads would only
+            # compete with the other processes for the same cores.
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
+            context = multiprocessing.get_context("fork")
+            self._pool = context.Pool(self.workers, initializer=_init, initargs=(config,))
+            self.local = None
+        else:
+            self.local = Worker(config)
+
+    def map(self, method: str, items: Sequence[T], size: int) -> Iterator[Any]:
+        """Results for each chunk of `items`, in order."""
+        jobs = [(method, chunk) for chunk in chunks(items, size)]
+        if self._pool is None:
+            return (getattr(self.local, method)(chunk) for _, chunk in jobs)
+        return self._pool.imap(_call, jobs)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+
+
+def flatten(chunked: Iterable[list[R]]) -> Iterator[R]:
+    for chunk in chunked:
+        yield from chunk
