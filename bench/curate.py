@@ -28,12 +28,12 @@ GENRES = ["fable", "fairy tale", "mystery", "science fiction", "ghost story", "a
           "romance", "slice of life"]
 
 
-def vocabulary(rng: random.Random, size: int = 6000) -> list[str]:
-    """Pronounceable made-up words, so stories share no accidental long phrases."""
-    consonants, vowels = "bcdfghjklmnprstvwz", "aeiou"
+def vocabulary() -> list[str]:
+    """The words of the starter corpus, so synthetic stories tokenize like English prose."""
     words = set()
-    while len(words) < size:
-        words.add("".join(rng.choice(consonants) + rng.choice(vowels) for _ in range(rng.randint(1, 4))))
+    for path in sorted((ROOT / "corpora" / "starter").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            words.update(re.findall(r"[a-z]+", json.loads(line)["text"].lower()))
     return sorted(words)
 
 
@@ -69,7 +69,7 @@ def edit(text: str, share: float, rng: random.Random, vocab: list[str]) -> str:
 def generate(path: Path, count: int, seed: int, dup_share: float) -> dict[int, int]:
     """Write `count` stories as JSONL; return planted duplicate line → original line."""
     rng = random.Random(seed)
-    vocab = vocabulary(rng)
+    vocab = vocabulary()
     common = ["the", "a", "and", "of", "to", "in", "was", "she", "he", "it", "her", "his",
               "that", "with", "for", "on", "at", "as", "but", "they"]
     planted: dict[int, int] = {}
