@@ -47,6 +47,19 @@ def with_moral(raw: RawStory, append: bool) -> str:
     return f"{raw.text.rstrip()}\n\nMoral: {moral}"
 
 
+def clean_meta(meta: dict[str, Any], strip_html: bool) -> dict[str, Any]:
+    """Metadata strings cleaned like the text (they reach prompts), each on one line."""
+    cleaned: dict[str, Any] = {}
+    for key, value in meta.items():
+        if isinstance(value, str):
+            value = " ".join(clean.clean_text(value, strip_html_tags=strip_html).split())
+        elif isinstance(value, list):
+            value = [" ".join(clean.clean_text(v, strip_html_tags=strip_html).split())
+                     if isinstance(v, str) else v for v in value]
+        cleaned[key] = value
+    return cleaned
+
+
 class Worker:
     """The state one process needs; made once per process."""
 
@@ -88,6 +101,7 @@ class Worker:
                 results.append(Rejected(record.source, record.line, verdict.reason, verdict.detail,
                                         record.position))
                 continue
+            record.meta = clean_meta(record.meta, config.clean.strip_html)
             passed.append((len(results), record, text, count))
             results.append(None)
         tokens = self.count_tokens([text for _, _, text, _ in passed])

@@ -20,6 +20,7 @@ class RawStory:
     line: int | None = None
     position: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    input: int = -1  # which of the run's inputs it came from (set by the run)
 
     @property
     def where(self) -> str:

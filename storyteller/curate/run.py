@@ -54,6 +54,9 @@ def read_inputs(paths: Sequence[str], config: CurateConfig, track: console.Steps
                                  separator=source.separator, separator_regex=source.separator_regex,
                                  min_blank_lines=source.min_blank_lines, records_key=source.records_key,
                                  dataset_split=source.dataset_split))
+        for item in items:
+            if isinstance(item, RawStory):
+                item.input = len(described)
         path = Path(location)
         described.append({"path": location, "sha256": sha256_of(path) if path.exists() else None,
                           "format": fmt, "stories": sum(isinstance(i, RawStory) for i in items),
@@ -199,6 +202,10 @@ def run(paths: Sequence[str], out: str | Path, config: CurateConfig) -> CurateRe
             raise
         pool.close()
 
+    kept_per_input = Counter(item.raw.input for i, item in enumerate(kept)
+                             if not (drop_near and i in representative))
+    for index, described_input in enumerate(described):
+        described_input["kept"] = kept_per_input.get(index, 0)
     reject_rows = [r.to_json() for r in rejects]
     outputs["rejects.jsonl"] = write_atomic(out / "rejects.jsonl", jsonl_bytes(reject_rows))
     manifest = build_manifest(config, described, records, stories, split_of, writer, rejects,

@@ -273,11 +273,6 @@ def test_samples_line_12_text_is_cleaned(samples):
     assert "Mrs. Okafor, who" in story and "na\u00efve" in story
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: metadata is not cleaned. storyteller/curate/run.py builds each Story with the reader's "
-    "meta unchanged (Story(..., meta=item.raw.meta, ...)), so the title of jsonl line 12, "
-    "'Cafe\\u0301 Hours', reaches controls.title and the user message not NFC-normalised; only "
-    "the story text goes through clean.clean_text"))
 def test_samples_line_12_prompt_and_controls_are_cleaned(samples):
     pairs = samples.pairs_from(JSONL, 12)
     assert pairs
