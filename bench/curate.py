@@ -90,17 +90,39 @@ def generate(path: Path, count: int, seed: int, dup_share: float) -> dict[int, i
     return planted
 
 
-def run_curate(data: Path, out: Path, extra: list[str]) -> tuple[float, int, str]:
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (shared pages counted in each, so
+    an upper bound)."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) * 1024
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (OSError, AttributeError):
+            continue
+        stack.extend(int(c) for c in children)
+    return total
+
+
+def run_curate(data: Path, out: Path, extra: list[str]) -> tuple[float, int, int]:
+    """Wall seconds, peak RSS of the command's own process, peak RSS of its whole process tree."""
     command = [sys.executable, "-m", "storyteller.cli", "curate", str(data), "--out", str(out),
                "--set", "augment.ratio=0.5", "--set", "filters.min_words=40", *extra]
     env = {**os.environ, "STORYTELLER_QUIET": "1"}
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    tree_peak = 0
+    while process.poll() is None:
+        tree_peak = max(tree_peak, tree_rss(process.pid))
+        time.sleep(0.2)
     seconds = time.perf_counter() - start
+    _, stderr = process.communicate()
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if done.returncode != 0:
-        sys.exit(f"curate failed:\n{done.stderr}")
-    return seconds, peak_kib * 1024, done.stderr
+    if process.returncode != 0:
+        sys.exit(f"curate failed:\n{stderr}")
+    return seconds, peak_kib * 1024, tree_peak
 
 
 def near_duplicate_scores(out: Path, planted: dict[int, int]) -> tuple[float, float, int]:
@@ -138,25 +160,27 @@ def main() -> None:
         data, out = Path(tmp) / "synthetic.jsonl", Path(tmp) / "out"
         planted = generate(data, args.stories, args.seed, args.dup_share)
         extra = [x for o in args.overrides for x in ("--set", o)]
-        seconds, peak, _ = run_curate(data, out, extra)
+        seconds, peak, tree_peak = run_curate(data, out, extra)
         precision, recall, dropped = near_duplicate_scores(out, planted)
         manifest = json.loads((out / "manifest.json").read_text())
     rate = args.stories / seconds
     result = {
         "stories": args.stories, "planted_near_duplicates": len(planted), "dropped_as_duplicates": dropped,
         "seconds": round(seconds, 1), "stories_per_second": round(rate, 1),
-        "peak_memory_gib": round(peak / 2**30, 2), "precision": round(precision, 4),
+        "peak_memory_gib": round(peak / 2**30, 2),
+        "peak_memory_all_processes_gib": round(tree_peak / 2**30, 2), "precision": round(precision, 4),
         "recall": round(recall, 4), "pairs": manifest["counts"]["pairs"],
     }
     print(json.dumps(result, indent=2))
-    targets = {"stories/s >= 500": rate >= 500, "peak < 4 GiB": peak < 4 * 2**30,
+    targets = {"stories/s >= 500": rate >= 500,
+               "peak < 4 GiB (all processes)": max(peak, tree_peak) < 4 * 2**30,
                "precision >= 0.95": precision >= 0.95, "recall >= 0.95": recall >= 0.95}
     for name, ok in targets.items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
     if args.write:
         row = (f"| {datetime.date.today()} | {platform.node() or 'this machine'} ({os.cpu_count()} cores) "
                f"| {args.stories:,} | {len(planted):,} | {seconds:.1f} | {rate:.0f} | "
-               f"{peak / 2**30:.2f} | {precision:.3f} | {recall:.3f} |\n")
+               f"{peak / 2**30:.2f} / {tree_peak / 2**30:.2f} | {precision:.3f} | {recall:.3f} |\n")
         with args.write.open("a", encoding="utf-8") as handle:
             handle.write(row)
 
