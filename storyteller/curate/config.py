@@ -41,7 +41,7 @@ class FilterConfig:
     max_words: int = 20000
     min_tokens: int = 0
     max_tokens: int = 0  # 0: no bound; long stories become continuation windows instead
-    max_repeated_share: float = 0.3
+    max_repeated_share: float = 0.5
     min_letter_share: float = 0.6
     # Above this share of bad records (malformed or filtered, duplicates not counted) the run
     # exits 1, after writing everything it could.

@@ -46,7 +46,8 @@ def chart_genres(path: Path, by_genre: dict[str, dict[str, int]]) -> None:
         left = [a + b for a, b in zip(left, values)]
     ax.set_xlabel("stories")
     ax.set_title("Genres per split")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.invert_yaxis()
     _save(fig, path)
     plt.close(fig)
@@ -59,6 +60,7 @@ def chart_rejects(path: Path, rejected: dict[str, int]) -> None:
     ax.barh(reasons or ["(none)"], [rejected[r] for r in reasons] or [0], color="#c44e52")
     ax.set_xlabel("records")
     ax.set_title("Rejected records by reason")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.invert_yaxis()
     _save(fig, path)
     plt.close(fig)
