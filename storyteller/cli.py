@@ -78,8 +78,13 @@ def curate(
     from storyteller.curate.config import CurateConfig
     from storyteller.curate.run import run
 
+    from storyteller.curate.sources import FORMATS
+    from storyteller.errors import ConfigError
+
     extra = list(overrides)
     if fmt is not None:
+        if fmt not in FORMATS:
+            fail(ConfigError.at("--format", f"unknown format {fmt!r}", f"use one of: {', '.join(FORMATS)}"))
         extra.append(f"source.format={fmt}")
     if seed is not None:
         extra.append(f"seed={seed}")

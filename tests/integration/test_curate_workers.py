@@ -19,3 +19,11 @@ def test_one_worker_and_two_workers_write_the_same_dataset(tmp_path):
     one, two = (json.loads((outs[w] / "manifest.json").read_text()) for w in (1, 2))
     assert one["config"].pop("workers") == 1 and two["config"].pop("workers") == 2
     assert one == two
+
+
+def test_unknown_format_names_the_option():
+    done = run_cli("curate", str(SAMPLES), "--format", "csvv", "--out", "/tmp/never-written")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: --format: unknown format 'csvv' (use one of: auto, jsonl, json, csv, parquet, "
+        "folder, text, gutenberg, tinystories, writingprompts, datasets)"]
