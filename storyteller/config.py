@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -100,7 +101,8 @@ class _Loader:
         parts = key.split(".")
         if any(".".join(parts[:n]) in self.overridden for n in range(1, len(parts) + 1)):
             return f"--set {key}"
-        line = self.lines.get(key)
+        # A list item has no line of its own in the map: use its list's.
+        line = self.lines.get(key) or self.lines.get(re.sub(r"\[\d+\]", "", key))
         return f"{self.source}:{line}: {key}" if line else f"{self.source}: {key}"
 
     def fail(self, key: str, message: str, hint: str = "") -> None:

@@ -15,7 +15,6 @@ from rich.table import Table
 T = TypeVar("T")
 
 console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
 
 
 def quiet() -> bool:

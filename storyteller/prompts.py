@@ -36,7 +36,6 @@ LENGTH_BUCKETS: tuple[tuple[str, int], ...] = (("flash", 0), ("short", 250), ("m
                                                 ("long", 1200))
 
 Kind = Literal["premise", "title", "opening", "continuation"]
-KINDS: tuple[str, ...] = ("premise", "title", "opening", "continuation")
 
 # Index 0 of each list is the canonical phrasing; the others are augmentation variants.
 PHRASINGS: dict[str, tuple[str, ...]] = {

@@ -7,6 +7,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from storyteller.curate.decode import normalize_newlines
+
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _HTML_TAG = re.compile(r"</?(?:p|br|i|b|em|strong|u|span|div|a|h[1-6]|blockquote|li|ul|ol|hr|font|sup|sub)"
@@ -50,7 +52,7 @@ def normalize_whitespace(text: str) -> str:
 def clean_text(text: str, *, markup: str | None = None, strip_html_tags: bool = True) -> str:
     """NFC, no invisible or control characters, no markup, tidy whitespace."""
     text = unicodedata.normalize("NFC", text).translate(_INVISIBLE)
-    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _CONTROL.sub("", normalize_newlines(text))
     if strip_html_tags:
         text = strip_html(text)
     if markup == "markdown":

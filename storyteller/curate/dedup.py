@@ -86,9 +86,6 @@ class Signer:
         shingle_set = self.shingle_set(text)
         return self.signature(shingle_set), shingle_set
 
-    def sign_values(self, text: str) -> np.ndarray:
-        return self.signature(self.shingle_set(text))
-
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     """Jaccard similarity of two sorted unique arrays."""
@@ -138,21 +135,21 @@ def near_duplicate_clusters(signatures: Sequence[np.ndarray], threshold: float, 
                             shingle_sets: Sequence[np.ndarray] | None = None) -> list[Cluster]:
     """Clusters of near-duplicates. MinHash LSH, tuned below `threshold` so that few true pairs
     escape it, proposes candidates; a pair joins only when its Jaccard similarity reaches
-    `threshold` — computed exactly from the shingle sets where given, else estimated."""
+    `threshold` — computed exactly from the shingle sets where given, else estimated. Each
+    member's reported similarity is to its cluster's representative."""
+
+    def similarity(a: int, b: int) -> float:
+        if shingle_sets is not None:
+            return jaccard(shingle_sets[a], shingle_sets[b])
+        return float(np.mean(signatures[a] == signatures[b]))
+
     lsh = MinHashLSH(threshold=max(0.2, threshold - 0.2), num_perm=num_perm)
     union = _UnionFind(len(signatures))
-    similarity: dict[tuple[int, int], float] = {}
     minhashes = [LeanMinHash(seed=1, hashvalues=values, scheme="affine32") for values in signatures]
     for index in (progress if progress is not None else range(len(signatures))):
-        candidate_keys = lsh.query(minhashes[index])
-        for other in candidate_keys:
-            if shingle_sets is not None:
-                estimate = jaccard(shingle_sets[index], shingle_sets[other])
-            else:
-                estimate = float(np.mean(signatures[index] == signatures[other]))
-            if estimate >= threshold:
+        for other in lsh.query(minhashes[index]):
+            if union.find(other) != union.find(index) and similarity(index, other) >= threshold:
                 union.union(index, other)
-                similarity[(other, index)] = estimate
         lsh.insert(index, minhashes[index], check_duplication=False)
     clusters: dict[int, Cluster] = {}
     for index in range(len(signatures)):
@@ -160,8 +157,5 @@ def near_duplicate_clusters(signatures: Sequence[np.ndarray], threshold: float, 
         if root != index:
             cluster = clusters.setdefault(root, Cluster(root))
             cluster.members.append(index)
-    for (a, b), value in similarity.items():
-        root = union.find(a)
-        if root in clusters and b in clusters[root].members:
-            clusters[root].similarity[b] = max(value, clusters[root].similarity.get(b, 0.0))
+            cluster.similarity[index] = similarity(root, index)
     return [clusters[root] for root in sorted(clusters)]

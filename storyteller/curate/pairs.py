@@ -105,17 +105,28 @@ def controls_of(story: Story) -> dict[str, str]:
     return controls
 
 
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+")
+
+
+def sentences(text: str) -> list[str]:
+    """`text` cut after each sentence end; joined with spaces the pieces give back every word."""
+    pieces, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        pieces.append(text[start:match.end()].strip())
+        start = match.end()
+    pieces.append(text[start:].strip())
+    return [p for p in pieces if p]
+
+
 def split_opening(text: str, share: float) -> tuple[str, str] | None:
     """(opening, rest) cut at a paragraph (or sentence) boundary near `share` of the words, or
     None where the story is too short to cut."""
     pieces = paragraphs(text)
     joiner = "\n\n"
     if len(pieces) < 3:
-        pieces = re.findall(r"[^.!?]+[.!?]+[\"'”’)]*\s*", text)
-        joiner = " "
+        pieces, joiner = sentences(text), " "
         if len(pieces) < 4:
             return None
-        pieces = [p.strip() for p in pieces]
     total = sum(len(p.split()) for p in pieces)
     taken, count = 0, 0
     while count < len(pieces) - 1 and (taken < share * total or count == 0):
@@ -126,21 +137,34 @@ def split_opening(text: str, share: float) -> tuple[str, str] | None:
     return joiner.join(pieces[:count]), joiner.join(pieces[count:])
 
 
+def _fit(unit: str, budget: int, count_tokens: CountTokens) -> list[tuple[str, int]]:
+    """`unit` as pieces of at most `budget` tokens each: whole if it fits, else at sentence
+    ends, and a sentence longer than the budget at word boundaries."""
+    (size,) = count_tokens([unit])
+    if size <= budget:
+        return [(unit, size)]
+    parts = sentences(unit)
+    if len(parts) == 1:
+        words = unit.split()
+        if len(words) == 1:
+            return [(unit, size)]  # one unbreakable token run: nothing smaller to cut
+        half = len(words) // 2
+        parts = [" ".join(words[:half]), " ".join(words[half:])]
+    fitted: list[tuple[str, int]] = []
+    for part in parts:
+        fitted.extend(_fit(part, budget, count_tokens))
+    return fitted
+
+
 def windows(text: str, budget: int, count_tokens: CountTokens) -> list[str]:
-    """The story cut at paragraph (else sentence) boundaries into parts of at most `budget`
-    tokens each, in order; joined, the parts are the whole story."""
-    units: list[str] = []
-    for paragraph in paragraphs(text):
-        units.append(paragraph)
-    sizes = count_tokens(units)
+    """The story cut at paragraph (else sentence, else word) boundaries into parts of at most
+    `budget` tokens each, in order; joined, the parts hold every word of the story."""
+    units = paragraphs(text)
     pieces: list[tuple[str, int, str]] = []  # (text, tokens, joiner before it)
-    for unit, size in zip(units, sizes):
-        if size <= budget:
-            pieces.append((unit, size, "\n\n"))
-            continue
-        sentences = [s.strip() for s in re.findall(r"[^.!?]+[.!?]+[\"'”’)]*\s*|[^.!?]+$", unit) if s.strip()]
-        for index, (sentence, n) in enumerate(zip(sentences, count_tokens(sentences))):
-            pieces.append((sentence, n, "\n\n" if index == 0 else " "))
+    for unit, size in zip(units, count_tokens(units)):
+        fitted = [(unit, size)] if size <= budget else _fit(unit, budget, count_tokens)
+        for index, (piece, n) in enumerate(fitted):
+            pieces.append((piece, n, "\n\n" if index == 0 else " "))
     parts: list[str] = []
     current, used = "", 0
     for piece, size, joiner in pieces:

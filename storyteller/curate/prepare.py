@@ -141,14 +141,22 @@ def _token_counter(tokenizer) -> Callable[[Sequence[str]], list[int]]:
 
 
 _WORKER: Worker | None = None
+_INIT_ERROR: BaseException | None = None
 
 
 def _init(config: CurateConfig) -> None:
-    global _WORKER
-    _WORKER = Worker(config)
+    # An exception here would make the pool restart the worker forever; keep it and report it
+    # from the first job instead.
+    global _WORKER, _INIT_ERROR
+    try:
+        _WORKER = Worker(config)
+    except BaseException as error:  # noqa: BLE001 - re-raised in the parent by _call
+        _INIT_ERROR = error
 
 
 def _call(job: tuple[str, Any]) -> Any:
+    if _INIT_ERROR is not None:
+        raise _INIT_ERROR
     method, chunk = job
     return getattr(_WORKER, method)(chunk)
 
@@ -165,6 +173,11 @@ class Pool:
         self.workers = max(1, workers)
         self.config = config
         self._pool = None
+        # Load (and on first use convert) the tokenizer here, before any fork: errors surface
+        # once, cleanly, and workers inherit the loaded tokenizer instead of each converting it.
+        from storyteller.models import load_tokenizer
+
+        load_tokenizer(config.tokenizer)
         if self.workers > 1:
             # Each process tokenizes its own chunks; the tokenizer's own threads would only
             # compete with the other processes for the same cores.

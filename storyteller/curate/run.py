@@ -50,10 +50,16 @@ def read_inputs(paths: Sequence[str], config: CurateConfig, track: console.Steps
     inputs = expand_inputs(list(paths), source.format)
     described, records = [], []
     for location, fmt in track.track(inputs, "reading inputs"):
-        items = list(read_source(location, fmt, source.fields, encoding=source.encoding,
-                                 separator=source.separator, separator_regex=source.separator_regex,
-                                 min_blank_lines=source.min_blank_lines, records_key=source.records_key,
-                                 dataset_split=source.dataset_split))
+        try:
+            items = list(read_source(location, fmt, source.fields, encoding=source.encoding,
+                                     separator=source.separator,
+                                     separator_regex=source.separator_regex,
+                                     min_blank_lines=source.min_blank_lines,
+                                     records_key=source.records_key,
+                                     dataset_split=source.dataset_split))
+        except InputError as error:
+            # A file that cannot be read at all is one rejected record; the other inputs go on.
+            items = [unreadable(location, error)]
         for item in items:
             if isinstance(item, RawStory):
                 item.input = len(described)
@@ -65,12 +71,36 @@ def read_inputs(paths: Sequence[str], config: CurateConfig, track: console.Steps
     return described, records
 
 
+def unreadable(location: str, error: InputError) -> Rejected:
+    problem = error.problems[0]
+    line = problem.where.rsplit(":", 1)[1] if ":" in problem.where else ""
+    detail = problem.message + (f" ({problem.hint})" if problem.hint else "")
+    return Rejected(location, int(line) if line.isdigit() else None, "unreadable", detail)
+
+
+PROJECT_ROOT = Path(storyteller.__file__).resolve().parents[1]
+
+
+def reference_path(location: str) -> Path | None:
+    """A reference corpus path: as given, else relative to the project (so the tagger does not
+    change with the directory the command runs from); None where neither exists."""
+    for path in (Path(location), PROJECT_ROOT / location):
+        if path.exists():
+            return path
+    return None
+
+
 def load_reference(config: CurateConfig) -> list[RawStory]:
-    """Tagged stories the tagger learns from (the shipped corpus); missing paths are skipped."""
+    """Tagged stories the tagger learns from (the shipped corpus); a missing path is skipped
+    with a warning."""
     stories = []
     for location in config.tags.reference:
-        if not Path(location).exists():
+        path = reference_path(location)
+        if path is None:
+            console.console.print(f"warning: tags.reference {location!r} not found; the tagger "
+                                  "learns only from the tagged stories of the input")
             continue
+        location = str(path)
         for item_location, fmt in expand_inputs([location], "auto"):
             for item in read_source(item_location, fmt, {}):
                 if isinstance(item, RawStory) and item.meta.get("genre"):
@@ -93,9 +123,30 @@ def story_ids(kept: Sequence[Prepared]) -> list[str]:
         per_file[item.raw.source] += 1
         given = item.raw.meta.get("id")
         base = _slug(str(given)) if given else f"{_slug(Path(item.raw.source).stem)}-{per_file[item.raw.source]:05d}"
-        seen[base] += 1
-        ids.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+        candidate, n = base, 1
+        while candidate in seen:  # `a, a, a-2` must not give two `a-2`
+            n += 1
+            candidate = f"{base}-{n}"
+        seen[candidate] += 1
+        ids.append(candidate)
     return ids
+
+
+def story_groups(kept: Sequence[Prepared], ids: Sequence[str],
+                 representative: dict[int, int]) -> list[str]:
+    """Each story's group: its own id, its near-duplicate representative's group, or the group of
+    the first story that answers the same premise from the data (WritingPrompts has several
+    stories per prompt: one prompt must not reach two splits)."""
+    groups: list[str] = []
+    by_premise: dict[str, str] = {}
+    for index, item in enumerate(kept):
+        group = groups[representative[index]] if index in representative else ids[index]
+        premise = item.raw.meta.get("premise")
+        if isinstance(premise, str) and premise.strip():
+            key = " ".join(dedup.normalized_words(premise))
+            group = by_premise.setdefault(key, group)
+        groups.append(group)
+    return groups
 
 
 def deduplicate(kept: list[Prepared], config: CurateConfig, rejects: list[Rejected],
@@ -169,7 +220,8 @@ def run(paths: Sequence[str], out: str | Path, config: CurateConfig) -> CurateRe
 
         ids = story_ids(kept)
         drop_near = config.dedup.near_action == "drop"
-        stories = [Story(id=ids[i], group=ids[representative.get(i, i)], text=item.text,
+        groups = story_groups(kept, ids, representative)
+        stories = [Story(id=ids[i], group=groups[i], text=item.text,
                          source={"file": item.raw.source, "line": item.raw.line,
                                  "position": item.raw.position},
                          meta=item.raw.meta, words=item.words, tokens=item.tokens)
@@ -190,12 +242,20 @@ def run(paths: Sequence[str], out: str | Path, config: CurateConfig) -> CurateRe
 
         out.mkdir(parents=True, exist_ok=True)
         writer = SplitWriter(out)
+        unpaired: set[str] = set()
         try:
             work = [(s, split_of[s.group] in config.augment.apply_to) for s in stories]
             made = flatten(track.track(pool.map("pairs", work, CHUNK // 4), "building pairs",
                                        total=(len(work) + CHUNK // 4 - 1) // (CHUNK // 4)))
             for story, pairs in zip(stories, made):
-                writer.write(split_of[story.group], pairs, story.tokens)
+                if pairs:
+                    writer.write(split_of[story.group], pairs, story.tokens)
+                else:
+                    unpaired.add(story.id)
+                    rejects.append(Rejected(
+                        story.source["file"], story.source["line"], "no_pairs",
+                        f"none of pairs.kinds {config.pairs.kinds} applies to it (no premise, "
+                        "title or opening to use)", story.source["position"]))
             outputs = writer.finish()
         except BaseException:
             writer.abandon()
@@ -203,7 +263,8 @@ def run(paths: Sequence[str], out: str | Path, config: CurateConfig) -> CurateRe
         pool.close()
 
     kept_per_input = Counter(item.raw.input for i, item in enumerate(kept)
-                             if not (drop_near and i in representative))
+                             if not (drop_near and i in representative) and ids[i] not in unpaired)
+    stories = [s for s in stories if s.id not in unpaired]
     for index, described_input in enumerate(described):
         described_input["kept"] = kept_per_input.get(index, 0)
     reject_rows = [r.to_json() for r in rejects]

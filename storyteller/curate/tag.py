@@ -79,9 +79,9 @@ class Tagger:
         self.trained_on = sum(1 for g in genres if g)
 
     def floor(self, model: TextClassifier) -> float:
-        """The confidence a prediction needs: the configured minimum, and at least twice what
-        guessing among the model's classes would give."""
-        return max(self.min_confidence, 2.0 / model.classes)
+        """The confidence a prediction needs: the configured minimum, and well above what
+        guessing among the model's classes would give (1.5 times chance, at most 0.9)."""
+        return max(self.min_confidence, min(0.9, 1.5 / model.classes))
 
     def tag(self, texts: Sequence[str], genres: Sequence[str | None],
             styles: Sequence[str | None]) -> list[dict[str, Tag]]:

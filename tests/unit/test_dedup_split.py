@@ -1,7 +1,7 @@
 import random
 
 from storyteller.curate.dedup import Signer, exact_duplicates, exact_key, near_duplicate_clusters
-from storyteller.curate.split import allocate, assign_splits
+from storyteller.curate.split import assign_splits
 
 WORDS = ("river lantern orchard copper whistle meadow harbor violin thistle pepper ember glacier "
          "saddle marble willow falcon quarry velvet cinder hollow barley compass ribbon tundra "
@@ -49,11 +49,14 @@ def test_unrelated_stories_are_not_clustered():
     assert near_duplicate_clusters([s[0] for s in signed], 0.5, 128) == []
 
 
-def test_allocate_counts():
-    assert allocate(10, [0.8, 0.1, 0.1]) == [8, 1, 1]
-    assert allocate(3, [0.8, 0.1, 0.1]) == [1, 1, 1]
-    assert allocate(1, [0.8, 0.1, 0.1]) == [1, 0, 0]
-    assert sum(allocate(17, [0.8, 0.1, 0.1])) == 17
+def test_many_small_strata_keep_the_overall_fractions():
+    groups = {f"g{i}": f"genre{i // 4}" for i in range(120)}  # 30 genres of 4 stories
+    splits = list(assign_splits(groups, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0).values())
+    assert (splits.count("train"), splits.count("val"), splits.count("test")) == (96, 12, 12)
+
+
+def test_tiny_input_goes_to_train_first():
+    assert assign_splits({"only": "fable"}, {"train": 0.8, "val": 0.1, "test": 0.1}, 0) == {"only": "train"}
 
 
 def test_split_is_by_group_stratified_and_deterministic():

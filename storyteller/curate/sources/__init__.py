@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, get_args
 
-from storyteller.curate.decode import read_text
+from storyteller.curate.config import Format
+from storyteller.curate.decode import read_head
 from storyteller.curate.records import Rejected, RawStory
 from storyteller.curate.sources import gutenberg, structured, text, tinystories, writingprompts
 from storyteller.errors import InputError
 
-FORMATS = ("auto", "jsonl", "json", "csv", "parquet", "folder", "text", "gutenberg",
-           "tinystories", "writingprompts", "datasets")
+FORMATS: tuple[str, ...] = get_args(Format)
 
 
 RECORD_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".wp_source")
 
 
 def _csv_is_writingprompts(path: Path) -> bool:
-    sample = read_text(path)[0][:4000]
+    sample = read_head(path, 8192)
     header = sample.split("\n", 1)[0].lower()
     return "prompt" in header and "story" in header and (
         "[ wp ]" in sample.lower() or "<newline>" in sample or " n't " in sample
@@ -39,6 +39,14 @@ def _folder_files(path: Path) -> list[Path]:
                 and not child.stem.upper().startswith(text.NOT_STORIES):
             found.append(child)
     return found
+
+
+def _looks_like_hub_id(location: str) -> bool:
+    """`owner/name` that is not a path here: a missing path whose first part exists locally
+    (`corpora/startr`) is a typo, not a hub id."""
+    parts = location.split("/")
+    return (len(parts) == 2 and all(parts) and not location.startswith((".", "/", "~"))
+            and not Path(location).exists() and not Path(parts[0]).exists())
 
 
 def detect_format(path: Path) -> str:
@@ -67,7 +75,7 @@ def detect_format(path: Path) -> str:
     if suffix in (".csv", ".tsv"):
         return "writingprompts" if _csv_is_writingprompts(path) else "csv"
     if suffix in (".txt", ".md", ".text", ""):
-        head = read_text(path)[0][:20000]
+        head = read_head(path)
         if gutenberg.is_gutenberg(head):
             return "gutenberg"
         if text.ENDOFTEXT in head:
@@ -82,16 +90,16 @@ def expand_inputs(paths: list[str], fmt: str) -> list[tuple[str, str]]:
     inputs: list[tuple[str, str]] = []
     for location in paths:
         path = Path(location)
-        if fmt == "datasets" or (not path.exists() and fmt == "auto" and "/" in location
-                                 and not location.startswith((".", "/"))):
+        if fmt == "datasets" or (fmt == "auto" and _looks_like_hub_id(location)):
             inputs.append((location, "datasets"))
             continue
         if not path.exists():
             raise InputError.at(location, "no such file or folder", "check the path")
         chosen = fmt if fmt != "auto" else detect_format(path)
         if chosen == "files":
+            readable = set(_folder_files(path))
             children = [c for c in sorted(path.iterdir())
-                        if (c.is_dir() and _folder_files(c)) or c in _folder_files(path)]
+                        if c in readable or (c.is_dir() and _folder_files(c))]
             if not children:
                 raise InputError.at(location, "no story files in this folder",
                                     "point at the files, or pass --format")

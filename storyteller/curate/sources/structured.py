@@ -10,10 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from storyteller.curate.decode import read_text
+from storyteller.curate.decode import LineCounter, read_text
 from storyteller.curate.records import META_KEYS, Rejected, RawStory
 from storyteller.errors import InputError
 
@@ -60,8 +61,6 @@ def map_record(record: Any, fields: Mapping[str, str], source: str, line: int | 
                         f"field {key!r} holds {type(text).__name__}, not text", position)
     meta: dict[str, Any] = {}
     for name in META_KEYS:
-        if name == "text":
-            continue
         _, value = _pick(record, name, fields)
         if value is not None and value != "" and not (isinstance(value, float) and value != value):
             meta[name] = value if isinstance(value, (list, dict)) else str(value)
@@ -81,18 +80,19 @@ def read_jsonl(path: Path, fields: Mapping[str, str], encoding: str = "auto") ->
         yield map_record(record, fields, str(path), number, None)
 
 
-def _json_line_of_items(text: str) -> list[int]:
-    """The 1-based line where each top-level item of a JSON array starts."""
+def _array_items(text: str) -> Iterator[tuple[int, Any]]:
+    """(1-based start line, value) of each item of the top-level JSON array, in one pass."""
     decoder = json.JSONDecoder()
-    starts = []
+    lines = LineCounter(text)
     index = text.index("[") + 1
     while True:
         while index < len(text) and text[index] in " \t\n\r,":
             index += 1
         if index >= len(text) or text[index] == "]":
-            return starts
-        starts.append(text.count("\n", 0, index) + 1)
-        _, index = decoder.raw_decode(text, index)
+            return
+        value, end = decoder.raw_decode(text, index)
+        yield lines.line_at(index), value
+        index = end
 
 
 def read_json(path: Path, fields: Mapping[str, str], encoding: str = "auto",
@@ -106,38 +106,60 @@ def read_json(path: Path, fields: Mapping[str, str], encoding: str = "auto",
             return
         raise InputError.at(f"{path}:{exc.lineno}", f"invalid JSON: {exc.msg}",
                             "fix the file or use --format jsonl for one object per line") from None
-    if isinstance(data, dict):
-        key = records_key or next((k for k, v in data.items() if isinstance(v, list)), "")
-        if not key or not isinstance(data.get(key), list):
-            raise InputError.at(str(path), "a JSON object with no list of records",
-                                "set source.records_key to the key that holds the records")
-        data = data[key]
-    if not isinstance(data, list):
+    if isinstance(data, list):
+        for index, (line, record) in enumerate(_array_items(text)):
+            yield map_record(record, fields, str(path), line, index)
+        return
+    if not isinstance(data, dict):
         raise InputError.at(str(path), "JSON must be a list of records or an object holding one")
-    lines = _json_line_of_items(text) if isinstance(json.loads(text), list) else []
-    for index, record in enumerate(data):
-        line = lines[index] if index < len(lines) else None
-        yield map_record(record, fields, str(path), line, index)
+    lists = [k for k, v in data.items() if isinstance(v, list)]
+    key = records_key or (lists[0] if len(lists) == 1 else "")
+    if not key or not isinstance(data.get(key), list):
+        found = f"it holds lists under {', '.join(map(repr, lists))}" if lists else "it holds no list"
+        raise InputError.at(str(path), f"a JSON object, not a list of records; {found}",
+                            "set source.records_key to the key that holds the records")
+    for index, record in enumerate(data[key]):
+        yield map_record(record, fields, str(path), None, index)
+
+
+def csv_rows(path: Path, text: str) -> Iterator[tuple[int, list[str] | csv.Error]]:
+    """(start line, row) for each row after the header, or (line, error) for a row the csv
+    module cannot parse; the header first as (1, header). Tab-separated for .tsv files."""
+    csv.field_size_limit(sys.maxsize)  # stories can be longer than the module's 128 KiB default
+    reader = csv.reader(io.StringIO(text, newline=""),
+                        delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+    line_end = 0
+    while True:
+        start = line_end + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line_end = reader.line_num
+            yield start, exc
+            continue
+        line_end = reader.line_num
+        yield start, row
 
 
 def read_csv(path: Path, fields: Mapping[str, str], encoding: str = "auto") -> Record:
     text, _ = read_text(path, encoding)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader)
-    except StopIteration:
-        return
-    header = [h.strip() for h in header]
-    line_end = reader.line_num
-    for row in reader:
-        start, line_end = line_end + 1, reader.line_num
-        if not any(cell.strip() for cell in row):
+    rows = csv_rows(path, text)
+    first = next(rows, None)
+    if first is None or isinstance(first[1], csv.Error):
+        raise InputError.at(f"{path}:1", "no readable header row", "the first row must name the columns")
+    header = [h.strip() for h in first[1]]
+    for line, row in rows:
+        if isinstance(row, csv.Error):
+            yield Rejected(str(path), line, "malformed", f"unreadable CSV row: {row}")
+        elif not any(cell.strip() for cell in row):
             continue
-        if len(row) != len(header):
-            yield Rejected(str(path), start, "malformed",
+        elif len(row) != len(header):
+            yield Rejected(str(path), line, "malformed",
                            f"{len(row)} columns where the header has {len(header)}")
-            continue
-        yield map_record(dict(zip(header, row)), fields, str(path), start, None)
+        else:
+            yield map_record(dict(zip(header, row)), fields, str(path), line, None)
 
 
 def read_parquet(path: Path, fields: Mapping[str, str]) -> Record:

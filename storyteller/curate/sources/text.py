@@ -9,9 +9,9 @@ from typing import Iterator
 
 import yaml
 
-from storyteller.curate.decode import read_text
+from storyteller.curate.decode import LineCounter, read_text
 from storyteller.curate.records import Rejected, RawStory
-from storyteller.errors import InputError
+from storyteller.errors import ConfigError, InputError
 
 ENDOFTEXT = "<|endoftext|>"
 STORY_SUFFIXES = (".txt", ".md", ".markdown", ".text")
@@ -60,11 +60,12 @@ def read_folder(path: Path, encoding: str = "auto") -> Iterator[RawStory | Rejec
 
 def split_with_lines(text: str, pattern: re.Pattern[str]) -> Iterator[tuple[int, str]]:
     """The pieces of `text` between matches of `pattern`, each with its 1-based start line."""
+    lines = LineCounter(text)
     start = 0
     for match in pattern.finditer(text):
-        yield text.count("\n", 0, start) + 1, text[start:match.start()]
+        yield lines.line_at(start), text[start:match.start()]
         start = match.end()
-    yield text.count("\n", 0, start) + 1, text[start:]
+    yield lines.line_at(start), text[start:]
 
 
 def _first_text_line(start_line: int, piece: str) -> tuple[int, str]:
@@ -72,13 +73,19 @@ def _first_text_line(start_line: int, piece: str) -> tuple[int, str]:
     return start_line + len(piece) - len(stripped), stripped.strip()
 
 
+def _blank_run(count: int) -> re.Pattern[str]:
+    """`count` or more blank lines: a line end followed by that many empty (or blank) lines."""
+    return re.compile(r"\n(?:[ \t]*\n){%d,}" % count)
+
+
 def detect_separator(text: str, min_blank_lines: int = 2) -> str:
+    # Explicit separators first: blank lines often pad an asterism line as well.
     if ENDOFTEXT in text:
         return "endoftext"
-    if re.search(r"\n[ \t]*(?:\n[ \t]*){%d,}\n" % min_blank_lines, text.strip("\n")):
-        return "blank-lines"
-    if len(_ASTERISM.findall(text)) >= 1:
+    if _ASTERISM.search(text):
         return "asterism"
+    if _blank_run(min_blank_lines).search(text.strip("\n")):
+        return "blank-lines"
     return "line"
 
 
@@ -86,7 +93,7 @@ def separator_pattern(kind: str, regex: str = "", min_blank_lines: int = 2) -> r
     if kind == "endoftext":
         return re.compile(re.escape(ENDOFTEXT))
     if kind == "blank-lines":
-        return re.compile(r"\n[ \t]*(?:\n[ \t]*){%d,}\n" % min_blank_lines)
+        return _blank_run(min_blank_lines)
     if kind == "asterism":
         return _ASTERISM
     if kind == "line":
@@ -95,8 +102,8 @@ def separator_pattern(kind: str, regex: str = "", min_blank_lines: int = 2) -> r
         try:
             return re.compile(regex, re.MULTILINE)
         except re.error as exc:
-            raise InputError.at("source.separator_regex", f"not a valid regex: {exc}") from None
-    raise InputError.at("source.separator", f"unknown separator {kind!r}",
+            raise ConfigError.at("source.separator_regex", f"not a valid regex: {exc}") from None
+    raise ConfigError.at("source.separator", f"unknown separator {kind!r}",
                         "use auto, blank-lines, line, endoftext, asterism or regex")
 
 
@@ -105,7 +112,7 @@ def read_separated(path: Path, separator: str = "auto", regex: str = "", min_bla
     text, _ = read_text(path, encoding)
     kind = detect_separator(text, min_blank_lines) if separator == "auto" else separator
     if kind == "regex" and not regex:
-        raise InputError.at("source.separator_regex", "separator is regex but no regex is set")
+        raise ConfigError.at("source.separator_regex", "separator is regex but no regex is set")
     pieces = list(split_with_lines(text, separator_pattern(kind, regex, min_blank_lines)))
     for index, (line, piece) in enumerate(pieces):
         line, story = _first_text_line(line, piece)

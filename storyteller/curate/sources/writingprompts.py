@@ -7,13 +7,13 @@ all of it; the tag becomes metadata."""
 from __future__ import annotations
 
 import csv
-import io
 import re
 from pathlib import Path
 from typing import Iterator, Mapping
 
 from storyteller.curate.decode import read_text
 from storyteller.curate.records import Rejected, RawStory
+from storyteller.curate.sources.structured import csv_rows
 from storyteller.errors import InputError
 
 TAG_NAMES = {
@@ -100,21 +100,24 @@ def read_pair_files(source_path: Path, encoding: str = "auto") -> Iterator[RawSt
 def read_writingprompts_csv(path: Path, fields: Mapping[str, str],
                             encoding: str = "auto") -> Iterator[RawStory | Rejected]:
     text, _ = read_text(path, encoding)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = csv_rows(path, text)
+    first = next(rows, None)
+    header = [h.strip() for h in first[1]] if first and isinstance(first[1], list) else []
     prompt_key, story_key = fields.get("premise", "prompt"), fields.get("text", "story")
-    if not reader.fieldnames or prompt_key not in reader.fieldnames or story_key not in reader.fieldnames:
+    if prompt_key not in header or story_key not in header:
         raise InputError.at(f"{path}:1", f"a WritingPrompts CSV needs {prompt_key!r} and "
                                          f"{story_key!r} columns", "map them with source.fields")
-    line_end = reader.line_num
-    for row in reader:
-        start, line_end = line_end + 1, reader.line_num
-        if None in row or any(v is None for v in row.values()):
-            yield Rejected(str(path), start, "malformed", "wrong number of columns")
+    for line, row in rows:
+        if isinstance(row, csv.Error) or len(row) != len(header):
+            yield Rejected(str(path), line, "malformed",
+                           f"unreadable CSV row: {row}" if isinstance(row, csv.Error)
+                           else f"{len(row)} columns where the header has {len(header)}")
             continue
-        if not (row[story_key] or "").strip():
-            yield Rejected(str(path), start, "empty", "no story in this row")
+        record = dict(zip(header, row))
+        if not record[story_key].strip():
+            yield Rejected(str(path), line, "empty", "no story in this row")
             continue
-        yield make_story(row[prompt_key], row[story_key], str(path), start, None)
+        yield make_story(record[prompt_key], record[story_key], str(path), line, None)
 
 
 def read_writingprompts(path: Path, fields: Mapping[str, str],
