@@ -114,6 +114,7 @@ class Worker:
             signature = shingles = None
             if config.dedup.near:
                 signature, shingles = self.signer.sign_with_set(text)
+            record.text = ""  # the cleaned text is kept; the raw copy would only cost memory
             results[index] = Prepared(record, text, count, n, dedup.exact_key(text), signature, shingles)
         return results  # type: ignore[return-value]
 

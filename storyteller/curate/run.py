@@ -210,12 +210,15 @@ def run(paths: Sequence[str], out: str | Path, config: CurateConfig) -> CurateRe
         described, records = read_inputs(paths, config, track)
         rejects.extend(r for r in records if isinstance(r, Rejected))
         raw = [r for r in records if isinstance(r, RawStory)]
+        read_counts = {"records_read": len(records), "stories_read": len(raw)}
+        del records  # from here on each story is held once, cleaned
 
         prepared = flatten(track.track(pool.map("prepare", raw, CHUNK), "cleaning and signing",
                                        total=(len(raw) + CHUNK - 1) // CHUNK))
         kept: list[Prepared] = []
         for item in prepared:
             (rejects.append if isinstance(item, Rejected) else kept.append)(item)
+        del raw, prepared
         kept, representative, clusters, exact_count = deduplicate(kept, config, rejects, track)
 
         ids = story_ids(kept)
@@ -269,7 +272,7 @@ def run(paths: Sequence[str], out: str | Path, config: CurateConfig) -> CurateRe
         described_input["kept"] = kept_per_input.get(index, 0)
     reject_rows = [r.to_json() for r in rejects]
     outputs["rejects.jsonl"] = write_atomic(out / "rejects.jsonl", jsonl_bytes(reject_rows))
-    manifest = build_manifest(config, described, records, stories, split_of, writer, rejects,
+    manifest = build_manifest(config, described, read_counts, stories, split_of, writer, rejects,
                               exact_count, sum(len(c.members) for c in clusters), cluster_report,
                               tagger, reference_count)
     from storyteller.curate.report import write_report
@@ -288,7 +291,8 @@ def run(paths: Sequence[str], out: str | Path, config: CurateConfig) -> CurateRe
     return result
 
 
-def build_manifest(config: CurateConfig, described, records, stories: list[Story], split_of,
+def build_manifest(config: CurateConfig, described, read_counts: dict[str, int],
+                   stories: list[Story], split_of,
                    writer: SplitWriter, rejects: list[Rejected], exact_count: int, near_count: int,
                    clusters, tagger: Tagger | None, reference_count: int) -> dict[str, Any]:
     story_splits: dict[str, Counter[str]] = {name: Counter() for name in SPLITS}
@@ -301,8 +305,7 @@ def build_manifest(config: CurateConfig, described, records, stories: list[Story
         "storyteller_version": storyteller.__version__,
         "inputs": described,
         "counts": {
-            "records_read": len(records),
-            "stories_read": sum(isinstance(r, RawStory) for r in records),
+            **read_counts,
             "stories_kept": len(stories),
             "rejected": dict(sorted(Counter(r.reason for r in rejects).items())),
             "duplicates": {"exact": exact_count, "near": near_count},
