@@ -147,6 +147,17 @@ def near_duplicate_scores(out: Path, planted: dict[int, int]) -> tuple[float, fl
     return precision, recall, len(predicted)
 
 
+def append_row(path: Path, header_start: str, row: str) -> None:
+    """Add `row` at the end of the Markdown table whose header starts with `header_start`."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    lines.insert(end, row)
+    path.write_text("".join(lines), encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stories", type=int, default=100_000)
@@ -178,11 +189,12 @@ def main() -> None:
     for name, ok in targets.items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
     if args.write:
-        row = (f"| {datetime.date.today()} | {platform.node() or 'this machine'} ({os.cpu_count()} cores) "
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=ROOT).stdout.strip() or "-"
+        row = (f"| {datetime.date.today()} | {commit} | {platform.node() or 'this machine'} ({os.cpu_count()} cores) "
                f"| {args.stories:,} | {len(planted):,} | {seconds:.1f} | {rate:.0f} | "
                f"{peak / 2**30:.2f} / {tree_peak / 2**30:.2f} | {precision:.3f} | {recall:.3f} |\n")
-        with args.write.open("a", encoding="utf-8") as handle:
-            handle.write(row)
+        append_row(args.write, "| date | commit | machine | stories |", row)
 
 
 if __name__ == "__main__":
