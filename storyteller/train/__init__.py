@@ -1,0 +1,1 @@
+"""`storyteller finetune`: supervised fine-tuning of story models (QLoRA, LoRA or full)."""
