@@ -12,7 +12,7 @@ import random
 import re
 from typing import Any, Sequence
 
-from storyteller.curate.pairs import Story, character_names, controls_of, make_pair, split_opening
+from storyteller.curate.pairs import Story, character_names, make_pair, split_opening
 from storyteller.prompts import HEADER_FIELDS, PHRASINGS, StoryRequest
 
 METHODS = ("rename", "phrasing", "controls", "window")

@@ -10,7 +10,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from storyteller.curate.clean import words
 from storyteller.curate.tag import Tag
 from storyteller.prompts import StoryRequest, length_bucket, render_messages
 

@@ -6,6 +6,7 @@ worker processes where there are several cores (the outputs do not depend on how
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,14 +110,12 @@ def load_reference(config: CurateConfig) -> list[RawStory]:
 
 
 def _slug(text: str) -> str:
-    import re
-
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "story"
 
 
 def story_ids(kept: Sequence[Prepared]) -> list[str]:
     """A stable, unique id per story: its own id where the data has one, else file-NNNNN."""
-    seen: Counter[str] = Counter()
+    seen: set[str] = set()
     per_file: Counter[str] = Counter()
     ids = []
     for item in kept:
@@ -127,7 +126,7 @@ def story_ids(kept: Sequence[Prepared]) -> list[str]:
         while candidate in seen:  # `a, a, a-2` must not give two `a-2`
             n += 1
             candidate = f"{base}-{n}"
-        seen[candidate] += 1
+        seen.add(candidate)
         ids.append(candidate)
     return ids
 

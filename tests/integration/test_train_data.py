@@ -6,7 +6,7 @@ import torch
 
 from storyteller.models import TINY_MODEL, load_tokenizer, resolve_model
 from storyteller.prompts import StoryRequest, render_messages
-from storyteller.train.data import (IGNORE, Example, Rejection, collate, pack, padding_share,
+from storyteller.train.data import (IGNORE, Rejection, collate, pack, padding_share,
                                     tokenize_pair, tokenize_pairs)
 
 
