@@ -97,6 +97,57 @@ def curate(
 
 
 @app.command()
+def finetune(
+    config: Path = typer.Option(Path("configs/finetune/quickstart.yaml"), "--config", "-c",
+                                help="YAML config, e.g. configs/finetune/quickstart.yaml."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d",
+                                        help="Curated data directory (storyteller curate's --out); "
+                                             "overrides data.dir."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Run directory (default: runs/<name>); overrides out."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
+    save_steps: Optional[int] = typer.Option(None, "--save-steps",
+                                             help="Write a checkpoint every N steps."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue from the run directory's newest complete checkpoint."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set "
+                                                          "lora.r=8 --set train.lr=1e-4 (repeatable)."),
+) -> None:
+    """Fine-tune a story model on curated pairs: QLoRA, LoRA or full.
+
+    Writes RUN_DIR/ with config.yaml, run.json (data hash, git revision, environment),
+    metrics.jsonl, tensorboard/, plots/, checkpoints/step-N/ (each with a COMPLETE marker) and
+    final/ (adapter or weights, tokenizer, chat template, storyteller.json, model card).
+    Killed or interrupted? Run the same command with --resume.
+
+    Examples:
+
+      storyteller finetune --config configs/finetune/quickstart.yaml --data data/starter
+
+      storyteller finetune -c configs/finetune/qlora.yaml --set lora.r=32 --out runs/fables
+
+      storyteller finetune -c configs/finetune/quickstart.yaml --resume
+    """
+    from storyteller.config import load_config
+    from storyteller.train.config import FinetuneConfig
+
+    extra = list(overrides)
+    for key, value in (("data.dir", data), ("out", out), ("train.max_steps", max_steps),
+                       ("checkpoint.every_steps", save_steps)):
+        if value is not None:
+            extra.append(f"{key}={value}")
+
+    def action():
+        from storyteller.train.run import run
+
+        cfg = load_config(FinetuneConfig, config, extra)
+        result = run(cfg, resume=resume)
+        typer.echo(str(result.final))
+
+    guarded(action)
+
+
+@app.command()
 def version() -> None:
     """Print storyteller's version."""
     import storyteller

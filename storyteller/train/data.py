@@ -103,6 +103,10 @@ class Pack:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    @property
+    def supervised(self) -> int:
+        return sum(label != IGNORE for label in self.labels)
+
 
 def pack(examples: Sequence[Example], max_length: int) -> list[Pack]:
     """First-fit packing in the given order: each example goes into the first pack with room,
@@ -159,3 +163,20 @@ def padding_share(packs: Sequence[Pack], batch_size: int) -> float:
         padded += longest * len(batch)
         real += sum(len(p) for p in batch)
     return 1 - real / padded if padded else 0.0
+
+
+def collate_flat(packs: Sequence[Pack]) -> dict[str, Any]:
+    """The packs end to end in one row, for padding-free attention: `cu_seq_lens_q` holds where
+    each pair starts (cumulative lengths), `position_ids` restart at each pair."""
+    import torch
+
+    input_ids, labels, position_ids, bounds = [], [], [], [0]
+    for p in packs:
+        offset = len(input_ids)
+        bounds += [offset + i for i, pos in enumerate(p.position_ids) if pos == 0 and offset + i]
+        input_ids += p.input_ids
+        labels += p.labels
+        position_ids += p.position_ids
+    bounds.append(len(input_ids))
+    return {"input_ids": torch.tensor([input_ids]), "labels": torch.tensor([labels]),
+            "position_ids": torch.tensor([position_ids]), "cu_seq_lens_q": bounds}

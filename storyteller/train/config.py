@@ -1,0 +1,157 @@
+"""The finetune stage's configuration (every option of `storyteller finetune`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from storyteller.config import require
+
+Method = Literal["qlora", "lora", "full"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+@dataclass
+class ModelConfig:
+    # A name (smollm2-135m, tiny-random), a local directory or a hub id.
+    base: str = "smollm2-135m"
+    method: Method = "lora"
+    # auto: bf16 autocast on a GPU with bf16 (fp16 otherwise) and on CPUs with native bf16
+    # (AVX512-BF16 or AMX); fp32 on CPUs without it, where bf16 is emulated and far slower.
+    precision: Precision = "auto"
+    gradient_checkpointing: bool = False
+    # packed: padding-free rows, attention pair by pair (fastest); sdpa / eager: padded batches
+    # with a block-causal mask.
+    attention: Literal["packed", "sdpa", "eager"] = "packed"
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    # "all-linear": every linear layer of the transformer blocks (not the output layer).
+    target_modules: str | list[str] = "all-linear"
+    rslora: bool = False
+    dora: bool = False
+
+    def __post_init__(self):
+        require(self.r >= 1, "r", "must be at least 1")
+        require(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+
+
+@dataclass
+class QloraConfig:
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    # The dtype the 4-bit weights are de-quantised to for each matmul; auto follows
+    # model.precision (bf16 where it is fast, fp32 on CPUs without native bf16).
+    compute_dtype: Precision = "auto"
+    # FSDP shards the quantised weights only when they are stored in the training dtype.
+    quant_storage: Literal["uint8", "bf16", "fp32"] = "uint8"
+
+
+@dataclass
+class DataConfig:
+    # The curated directory (storyteller curate's --out); --data overrides it.
+    dir: str = "data/starter"
+    max_length: int = 2048
+    # Pack several pairs per sequence, attention kept inside each pair.
+    pack: bool = True
+    # Use only the first N training pairs after the seeded shuffle (0: all).
+    max_train_pairs: int = 0
+    # Only pairs of these kinds (premise, title, opening, continuation …); empty: all.
+    kinds: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        require(self.max_length >= 16, "max_length", "must be at least 16")
+        require(self.max_train_pairs >= 0, "max_train_pairs", "must not be negative")
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 1.0
+    max_steps: int = 0  # 0: as many as `epochs` gives
+    batch_size: int = 4  # sequences (packs) per micro-batch, per process
+    grad_accum: int = 1
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.03  # used when warmup_steps is 0
+    max_grad_norm: float = 1.0  # 0: no clipping
+    # NEFTune: uniform noise of scale alpha / sqrt(length * dim) on the input embeddings.
+    neftune_alpha: float = 0.0
+
+    def __post_init__(self):
+        require(self.epochs > 0, "epochs", "must be positive")
+        require(self.max_steps >= 0, "max_steps", "must not be negative")
+        require(self.batch_size >= 1, "batch_size", "must be at least 1")
+        require(self.grad_accum >= 1, "grad_accum", "must be at least 1")
+        require(self.lr > 0, "lr", "must be positive")
+        require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas",
+                "must be two numbers in [0, 1)")
+        require(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
+        require(self.neftune_alpha >= 0, "neftune_alpha", "must not be negative")
+
+
+@dataclass
+class EvalConfig:
+    every_steps: int = 50  # 0: only at the end
+    # Evaluate on at most this many validation pairs (0: all) — a fixed, seeded subset.
+    max_pairs: int = 0
+    # Stop when validation loss has not improved by min_delta for `patience` evaluations (0: never).
+    patience: int = 0
+    min_delta: float = 0.0
+    # At the end, compare base and tuned story loss on the test split.
+    test_at_end: bool = True
+    batch_size: int = 4
+
+    def __post_init__(self):
+        require(self.every_steps >= 0, "every_steps", "must not be negative")
+        require(self.patience >= 0, "patience", "must not be negative")
+
+
+@dataclass
+class CheckpointConfig:
+    every_steps: int = 50  # 0: only at the end
+    keep_last: int = 2
+    keep_best: bool = True
+    # final/ holds the best checkpoint's weights when validation ran, else the last.
+    final_from_best: bool = True
+
+    def __post_init__(self):
+        require(self.every_steps >= 0, "every_steps", "must not be negative")
+        require(self.keep_last >= 1, "keep_last", "must be at least 1")
+
+
+@dataclass
+class LogConfig:
+    every_steps: int = 1
+    tensorboard: bool = True
+    plots: bool = True
+
+
+@dataclass
+class FinetuneConfig:
+    name: str = "default"
+    seed: int = 0
+    # The run directory; {name} is replaced by the config's name. --out overrides it.
+    out: str = "runs/{name}"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    qlora: QloraConfig = field(default_factory=QloraConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self):
+        require(bool(self.name.strip()), "name", "must not be empty")
+
+    @property
+    def adapter(self) -> bool:
+        return self.model.method in ("lora", "qlora")

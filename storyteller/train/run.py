@@ -1,0 +1,396 @@
+"""`storyteller finetune`: curated pairs → a run directory with checkpoints, logs and `final/`.
+
+The only module of the stage that touches disk; it reads the curated directory, sets up the
+model and the loop, and writes what the loop produces."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from storyteller import console
+from storyteller.config import to_dict
+from storyteller.errors import ConfigError, InputError, Problem
+from storyteller.models import load_tokenizer, resolve_model
+from storyteller.train import card, checkpoint as ckpt
+from storyteller.train.config import FinetuneConfig
+from storyteller.train.data import Example, Rejection, pack, tokenize_pairs
+
+SPLIT_FILES = ("train.jsonl", "val.jsonl", "test.jsonl")
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    final: Path
+    summary: dict[str, Any]
+
+
+def run_dir_for(cfg: FinetuneConfig) -> Path:
+    return Path(cfg.out.replace("{name}", cfg.name))
+
+
+def read_pairs(path: Path) -> list[dict[str, Any]]:
+    """The pairs of one split file; a malformed line is an error naming file:line."""
+    pairs, problems = [], []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                pair = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(Problem(f"{path}:{number}", f"not valid JSON: {exc.msg}"))
+                continue
+            if not isinstance(pair, dict) or "id" not in pair or \
+                    not isinstance(pair.get("messages"), list):
+                problems.append(Problem(f"{path}:{number}", "not a curated pair (needs id and messages)"))
+                continue
+            pairs.append(pair)
+    if problems:
+        raise InputError(*problems[:20])
+    return pairs
+
+
+def read_data(directory: Path) -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """The splits of a curated directory and the sha256 of its manifest."""
+    manifest = directory / "manifest.json"
+    if not manifest.is_file():
+        raise InputError.at(str(directory), "not a curated data directory (no manifest.json)",
+                            f"run: storyteller curate <inputs> --out {directory}")
+    splits = {}
+    for name in SPLIT_FILES:
+        path = directory / name
+        splits[name.removesuffix(".jsonl")] = read_pairs(path) if path.exists() else []
+    if not splits["train"]:
+        raise InputError.at(str(directory / "train.jsonl"), "no training pairs",
+                            "curate more stories, or check the curate report")
+    return splits, hashlib.sha256(manifest.read_bytes()).hexdigest()
+
+
+def select_pairs(pairs: list[dict[str, Any]], cfg: FinetuneConfig, limit: int) -> list[dict[str, Any]]:
+    if cfg.data.kinds:
+        pairs = [p for p in pairs if p.get("kind") in cfg.data.kinds]
+    if limit and len(pairs) > limit:
+        keep = sorted(np.random.default_rng(cfg.seed).permutation(len(pairs))[:limit].tolist())
+        pairs = [pairs[i] for i in keep]
+    return pairs
+
+
+def make_packs(examples: list[Example], cfg: FinetuneConfig):
+    """Longest first then first-fit: the fullest packs (least padding) for the data."""
+    ordered = sorted(examples, key=lambda e: (-len(e.input_ids), e.id))
+    if cfg.data.pack:
+        return pack(ordered, cfg.data.max_length)
+    return [pack([e], cfg.data.max_length)[0] for e in ordered]
+
+
+def fingerprint(cfg: FinetuneConfig, data_hash: str, world: int) -> dict[str, Any]:
+    """Settings a resume must not change: the weights, data order or step size would differ."""
+    return {"model.base": cfg.model.base, "model.method": cfg.model.method,
+            "data.manifest_sha256": data_hash, "data.max_length": cfg.data.max_length,
+            "data.pack": cfg.data.pack, "data.kinds": cfg.data.kinds,
+            "data.max_train_pairs": cfg.data.max_train_pairs, "seed": cfg.seed,
+            "lora.r": cfg.lora.r if cfg.adapter else None,
+            "lora.target_modules": cfg.lora.target_modules if cfg.adapter else None,
+            "lora.dora": cfg.lora.dora if cfg.adapter else None,
+            "train.batch_size": cfg.train.batch_size, "train.grad_accum": cfg.train.grad_accum,
+            "processes": world}
+
+
+def check_run_dir(run_dir: Path, resume: bool, current: dict[str, Any]) -> ckpt.Checkpoint | None:
+    """The checkpoint to resume from, or None for a fresh start; refuses what would mix runs."""
+    root = run_dir / "checkpoints"
+    ckpt.clear_staging(root)
+    found = ckpt.complete_checkpoints(root)
+    if not resume:
+        if found or (run_dir / "final").exists():
+            raise InputError.at(str(run_dir), "this run directory already holds a run",
+                                "pass --resume to continue it, or --out for a new run directory")
+        return None
+    if not found:
+        return None
+    latest = ckpt.load_checkpoint(found[-1])
+    mismatches = ckpt.fingerprint_mismatches(latest.fingerprint, current)
+    if mismatches:
+        raise ConfigError(*[Problem(f"--resume {run_dir}", f"{m} since the run started",
+                                    "resume with the same settings, or start a new run with --out")
+                            for m in mismatches])
+    return latest
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(staging, path)
+
+
+def tokenize_splits(splits, cfg: FinetuneConfig, tokenizer):
+    """Examples per split; pairs that cannot be trained on are reported by id."""
+    examples: dict[str, list[Example]] = {}
+    rejected: list[tuple[str, Rejection]] = []
+    limits = {"train": cfg.data.max_train_pairs, "val": cfg.eval.max_pairs, "test": 0}
+    for name, pairs in splits.items():
+        chosen = select_pairs(pairs, cfg, limits[name])
+        kept, bad = tokenize_pairs(chosen, tokenizer, cfg.data.max_length)
+        examples[name] = kept
+        rejected += [(name, r) for r in bad]
+    if not examples["train"]:
+        raise InputError.at(f"{cfg.data.dir}/train.jsonl", "no training pair can be trained on",
+                            f"first rejected: {rejected[0][1].id}: {rejected[0][1].reason}"
+                            if rejected else "check data.kinds")
+    return examples, rejected
+
+
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from storyteller.train.logs import MetricsLog, plot_metrics, read_metrics
+    from storyteller.train.loop import Loop, evaluate_loss, make_optimizer
+    from storyteller.train.model import (StoryLoss, add_neftune, apply_method, choose_precision,
+                                         count_parameters, load_base)
+    from storyteller.train.plan import Plan
+
+    data_dir, run_dir = Path(cfg.data.dir), run_dir_for(cfg)
+    splits, data_hash = read_data(data_dir)
+    base_path = resolve_model(cfg.model.base)
+    tokenizer = load_tokenizer(cfg.model.base)
+
+    import torch
+
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    precision = choose_precision(cfg.model.precision, device)
+    if precision.name == "fp16" and device.type == "cpu":
+        raise ConfigError.at("model.precision", "fp16 needs a GPU", "use auto, fp32 or bf16")
+    mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision.name]
+    # QLoRA's 4-bit layers compute in their own dtype; autocast on top would only add casts.
+    accelerator = Accelerator(mixed_precision=mixed if cfg.model.method != "qlora" else "no",
+                              cpu=device.type == "cpu")
+    world, main = accelerator.num_processes, accelerator.is_main_process
+
+    examples, rejected = tokenize_splits(splits, cfg, tokenizer)
+    packs = make_packs(examples["train"], cfg)
+    plan = Plan(tuple(packs), cfg.train.batch_size, cfg.train.grad_accum, world, cfg.seed,
+                cfg.train.epochs, cfg.train.max_steps)
+    val_packs = make_packs(examples["val"], cfg) if cfg.eval.every_steps or cfg.eval.patience else []
+    test_packs = make_packs(examples["test"], cfg) if cfg.eval.test_at_end else []
+    current = fingerprint(cfg, data_hash, world)
+    latest = check_run_dir(run_dir, resume, current)
+    if latest is not None and (run_dir / "final" / ckpt.COMPLETE).exists():
+        summary = json.loads((run_dir / "summary.json").read_text())
+        console.console.print(f"{run_dir} is already complete; nothing to resume.")
+        return FinetuneResult(run_dir, run_dir / "final", summary)
+
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        resolved = to_dict(cfg)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        write_json_atomic(run_dir / "run.json", {
+            "name": cfg.name, "data": {"dir": str(data_dir), "manifest_sha256": data_hash},
+            "base_model_path": str(base_path), "git": card.git_revision(),
+            "environment": card.environment(accelerator.device),
+            "precision": {"name": precision.name, "reason": precision.reason},
+            "processes": world, "fingerprint": current,
+            "pairs": {k: len(v) for k, v in examples.items()},
+            "packs": {"train": len(packs), "padding_free": cfg.data.pack},
+            "rejected_pairs": [{"split": s, "id": r.id, "reason": r.reason} for s, r in rejected],
+            "resumed_from": str(latest.path) if latest else None,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    for split, rejection in rejected:
+        console.console.print(f"[yellow]warning[/]: {split} pair {rejection.id} rejected: "
+                              f"{rejection.reason}")
+
+    set_seed(cfg.seed)
+    model = apply_method(load_base(cfg, base_path, precision, accelerator.device), cfg)
+    if cfg.train.neftune_alpha:
+        add_neftune(model, cfg.train.neftune_alpha)
+    trainable, total = count_parameters(model)
+    loss_model = StoryLoss(model)
+    optimizer, scheduler = make_optimizer(loss_model, cfg, plan.total_steps)
+    loss_model, optimizer = accelerator.prepare(loss_model, optimizer)
+
+    state = ckpt.TrainState()
+    log = MetricsLog(run_dir, latest.state.step if latest else 0, cfg.log.tensorboard) if main else None
+    loop = Loop(cfg, accelerator, model, loss_model, optimizer, scheduler, plan, val_packs,
+                tokenizer.pad_token_id, run_dir, current, state, log)
+    if latest is not None:
+        loop.restore(latest)
+    elif test_packs:
+        loop.state.base_test_loss, _ = evaluate_loss(loss_model, test_packs, cfg.eval.batch_size,
+                                                     tokenizer.pad_token_id, accelerator, loop.packed)
+    base_test = loop.state.base_test_loss
+
+    describe_start(cfg, plan, precision, trainable, total, latest, world, main)
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        with progress_bar(plan.total_steps, loop.state.step, main) as on_step:
+            loop.on_step = on_step
+            loop.run()
+    except KeyboardInterrupt:
+        # The weights and optimizer are those of the last finished step: save them, then stop.
+        loop.optimizer.zero_grad(set_to_none=True)
+        loop.save()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if log is not None:
+            log.close()
+
+    state = loop.state
+    final_step = state.step
+    if cfg.checkpoint.final_from_best and state.best_step is not None and \
+            state.best_step != state.step:
+        best = run_dir / "checkpoints" / ckpt.checkpoint_name(state.best_step)
+        if best.exists():
+            from storyteller.train.model import load_trainable_state
+
+            load_trainable_state(model, ckpt.load_weights(best))
+            final_step = state.best_step
+    tuned_test = None
+    if test_packs:
+        tuned_test, _ = evaluate_loss(loss_model, test_packs, cfg.eval.batch_size,
+                                      tokenizer.pad_token_id, accelerator, loop.packed)
+    summary = {
+        "steps": state.step, "final_from_step": final_step, "stopped_early": state.stopped_early,
+        "tokens": state.tokens, "supervised_tokens": state.supervised,
+        "train_seconds": round(state.seconds, 1),
+        "supervised_per_s": state.supervised / state.seconds if state.seconds else None,
+        "precision": precision.name, "best_val_loss": state.best_loss, "best_step": state.best_step,
+        "test_loss_base": base_test, "test_loss_tuned": tuned_test,
+        "test_ppl_base": math.exp(base_test) if base_test is not None else None,
+        "test_ppl_tuned": math.exp(tuned_test) if tuned_test is not None else None,
+        "trainable_parameters": trainable, "parameters": total,
+    }
+    final = run_dir / "final"
+    if main:
+        seen = card.controls_seen(splits["train"])
+        meta = card.model_metadata(
+            cfg, base_path, seen,
+            {"dir": str(data_dir), "manifest_sha256": data_hash, "train_pairs": len(examples["train"])},
+            summary)
+        write_final(final, accelerator.unwrap_model(loss_model).model, tokenizer, meta,
+                    card.model_card(cfg, meta))
+        write_json_atomic(run_dir / "summary.json", summary)
+        if cfg.log.plots:
+            plot_metrics(read_metrics(run_dir / "metrics.jsonl"), run_dir / "plots")
+        describe_end(summary, run_dir)
+    accelerator.wait_for_everyone()
+    return FinetuneResult(run_dir, final, summary)
+
+
+def write_final(final: Path, model, tokenizer, meta: dict[str, Any], model_card: str) -> None:
+    """final/: weights (adapter or full), tokenizer with its chat template, storyteller.json and
+    the model card, written to a staging directory and renamed into place."""
+    staging = final.with_name(".final-staging")
+    if staging.exists():
+        shutil.rmtree(staging)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    if tokenizer.chat_template and not (staging / "chat_template.jinja").exists():
+        (staging / "chat_template.jinja").write_text(tokenizer.chat_template)
+    (staging / "storyteller.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    (staging / "README.md").write_text(model_card)
+    (staging / ckpt.COMPLETE).write_text("ok\n")
+    if final.exists():
+        shutil.rmtree(final)
+    staging.rename(final)
+
+
+def describe_start(cfg, plan, precision, trainable, total, latest, world, main) -> None:
+    if not main or console.quiet():
+        return
+    what = f"{cfg.model.method} on {cfg.model.base}"
+    console.console.print(
+        f"finetune {cfg.name}: {what}, {trainable:,} of {total:,} parameters trainable, "
+        f"{precision.name} ({precision.reason}); {len(plan.packs)} packs of up to "
+        f"{cfg.data.max_length} tokens, {plan.total_steps} steps"
+        + (f" on {world} processes" if world > 1 else "")
+        + (f"; resuming after step {latest.state.step}" if latest else ""))
+
+
+def describe_end(summary: dict[str, Any], run_dir: Path) -> None:
+    if console.quiet():
+        return
+    rows = [("steps", summary["steps"]), ("training time", f"{summary['train_seconds']} s"),
+            ("supervised tokens", f"{summary['supervised_tokens']:,}"),
+            ("supervised tokens/s", f"{summary['supervised_per_s']:.1f}"
+             if summary["supervised_per_s"] else "-")]
+    if summary["best_val_loss"] is not None:
+        rows.append(("best validation loss", f"{summary['best_val_loss']:.4f} (step {summary['best_step']})"))
+    if summary["test_loss_tuned"] is not None:
+        base, tuned = summary["test_loss_base"], summary["test_loss_tuned"]
+        rows.append(("test story loss", f"{base:.4f} base → {tuned:.4f} tuned ({tuned - base:+.4f})"))
+    rows.append(("final model", f"{run_dir / 'final'}"))
+    console.console.print(console.table(f"finetune: {run_dir}", ["", "value"], rows))
+
+
+class progress_bar:
+    """Step, loss, tokens/s and ETA: a live bar on a terminal, a line per tenth of the run
+    otherwise (logs stay readable)."""
+
+    def __init__(self, total: int, done: int, main: bool):
+        self.total, self.done, self.main = total, done, main
+        self.live = main and not console.quiet() and (
+            sys.stderr.isatty() or bool(os.environ.get("STORYTELLER_PROGRESS")))
+        self.last_line = done
+        self.progress = None
+        self.started = time.perf_counter()
+        self.loss = self.rate = None
+
+    def __enter__(self):
+        if self.live:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self.progress = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                     TextColumn("eta"), TimeRemainingColumn(),
+                                     console=console.console)
+            self.progress.start()
+            self.task = self.progress.add_task("training", total=self.total, completed=self.done,
+                                               info="")
+        return self.on_step
+
+    def on_step(self, state, record) -> None:
+        if not self.main or console.quiet():
+            return
+        if record.get("kind") == "train":
+            self.loss = record["loss"]
+            self.rate = record.get("tokens_per_s", self.rate)
+        info = f"loss {self.loss:.3f}" if self.loss is not None else ""
+        if self.rate:
+            info += f" {self.rate:,.0f} tok/s"
+        if state.best_loss is not None:
+            info += f" val {state.best_loss:.3f}"
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.step, info=info)
+        elif record.get("kind") == "eval" or state.step - self.last_line >= max(1, self.total // 10) \
+                or state.step == self.total:
+            self.last_line = state.step
+            elapsed = time.perf_counter() - self.started
+            done_now = state.step - self.done
+            eta = elapsed / done_now * (self.total - state.step) if done_now else 0
+            what = f"eval loss {record['val_loss']:.4f}" if record.get("kind") == "eval" else info
+            console.console.print(f"step {state.step}/{self.total} {what} eta {eta:.0f}s")
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+        return False
