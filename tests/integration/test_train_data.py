@@ -92,3 +92,48 @@ def test_packed_pair_logits_equal_its_logits_alone(tokenizer):
     split = len(first.input_ids)
     torch.testing.assert_close(together[:split], alone[0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(together[split:], alone[1], atol=1e-5, rtol=1e-4)
+
+
+def test_padding_free_packed_attention_matches_each_pair_alone(tokenizer):
+    """The default: packs laid end to end in one row, attention pair by pair."""
+    from transformers import AutoModelForCausalLM
+
+    from storyteller.train.attention import register
+    from storyteller.train.data import collate_flat
+
+    path = resolve_model(TINY_MODEL)
+    packed_model = AutoModelForCausalLM.from_pretrained(path, attn_implementation=register()).eval()
+    plain = AutoModelForCausalLM.from_pretrained(path).eval()
+    examples = [tokenize_pair(make_pair(str(i), story), tokenizer, 512) for i, story in
+                enumerate(["Once there was a lantern maker.", "The ship drifted far from home.",
+                           "Rain fell on the orchard all night, and the pears grew heavy."])]
+    packs = pack(examples[:2], 200) + pack(examples[2:], 200)
+    batch = collate_flat(packs)
+    with torch.no_grad():
+        together = packed_model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                                cu_seq_lens_q=batch["cu_seq_lens_q"]).logits[0]
+        alone = [plain(input_ids=torch.tensor([e.input_ids])).logits[0] for e in examples]
+    start = 0
+    for logits in alone:
+        torch.testing.assert_close(together[start:start + len(logits)], logits, atol=1e-5, rtol=1e-4)
+        start += len(logits)
+    assert start == together.shape[0]
+
+
+def test_neftune_noise_only_while_training():
+    from transformers import AutoModelForCausalLM
+
+    from storyteller.train.model import add_neftune
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(TINY_MODEL))
+    embeddings = model.get_input_embeddings()
+    ids = torch.tensor([[5, 6, 7, 8]])
+    clean = embeddings(ids)
+    handle = add_neftune(model, alpha=5.0)
+    model.train()
+    noisy = embeddings(ids)
+    scale = 5.0 / (4 * clean.shape[-1]) ** 0.5
+    assert 0 < (noisy - clean).abs().max() <= scale + 1e-6
+    model.eval()
+    assert torch.equal(embeddings(ids), clean)
+    handle.remove()

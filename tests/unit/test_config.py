@@ -5,6 +5,7 @@ import pytest
 from storyteller.config import load_config, parse_override
 from storyteller.curate.config import CurateConfig
 from storyteller.errors import ConfigError
+from storyteller.train.config import FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -12,7 +13,13 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
     stage = path.parent.name
-    classes = {"curate": CurateConfig}
+    if stage == "accelerate":  # read by `accelerate launch`: check them with its own loader
+        from accelerate.commands.config.config_args import ClusterConfig
+
+        cluster = ClusterConfig.from_yaml_file(path)
+        assert cluster.num_processes >= 2 and cluster.distributed_type
+        return
+    classes = {"curate": CurateConfig, "finetune": FinetuneConfig}
     assert stage in classes, f"{path} belongs to no known stage"
     config = load_config(classes[stage], path)
     assert isinstance(config, classes[stage])
@@ -20,6 +27,7 @@ def test_every_shipped_config_loads(path):
 
 def test_default_yaml_matches_dataclass_defaults():
     assert load_config(CurateConfig, ROOT / "configs/curate/default.yaml") == CurateConfig()
+    assert load_config(FinetuneConfig, ROOT / "configs/finetune/default.yaml") == FinetuneConfig()
 
 
 def test_unknown_key_names_key_file_and_line(tmp_path):
@@ -89,3 +97,9 @@ def test_invalid_yaml_names_the_line(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(CurateConfig, path)
     assert info.value.problems[0].where.startswith(f"{path}:")
+
+
+def test_exponent_without_a_dot_is_a_float():
+    from storyteller.train.config import FinetuneConfig
+
+    assert load_config(FinetuneConfig, None, ["train.lr=5e-3"]).train.lr == 0.005
