@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: set up, then curate the starter corpus into data/starter.
+# The main job on the embedded default: set up, curate the starter corpus into data/starter,
+# then fine-tune SmolLM2-135M on it (configs/finetune/quickstart.yaml) into runs/quickstart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/storyteller curate corpora/starter --config configs/curate/starter.yaml --out data/starter
+# A finished quickstart is kept; an interrupted one resumes from its last checkpoint.
+.venv/bin/storyteller finetune --config configs/finetune/quickstart.yaml --data data/starter \
+  --out runs/quickstart --resume
 echo "demo: curated dataset in data/starter (see data/starter/report.md)"
+echo "demo: fine-tuned model in runs/quickstart/final (see runs/quickstart/summary.json and plots/)"

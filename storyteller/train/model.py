@@ -69,11 +69,19 @@ def load_base(cfg: FinetuneConfig, path, precision: PrecisionChoice, device: tor
     return model
 
 
+def enable_checkpointing(model) -> None:
+    """Recompute activations in the backward pass (newer transformers renamed the method)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def apply_method(model, cfg: FinetuneConfig):
     """Wrap the base for the configured method: LoRA / QLoRA adapters, or every weight trainable."""
     if cfg.model.method == "full":
         if cfg.model.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(model)
         return model
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -82,7 +90,7 @@ def apply_method(model, cfg: FinetuneConfig):
             model, use_gradient_checkpointing=cfg.model.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False})
     elif cfg.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
         model.enable_input_require_grads()
     lora = cfg.lora
     peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
