@@ -94,6 +94,7 @@ class Loop:
     state: ckpt.TrainState
     log: Any  # MetricsLog on the main process, else None
     on_step: Callable[[ckpt.TrainState, dict[str, Any]], None] = lambda state, record: None
+    updating: bool = False  # between an optimizer step and its record in `state`
 
     @property
     def main(self) -> bool:
@@ -132,6 +133,9 @@ class Loop:
             loss_total += loss_sum.detach().double()
         clip = self.cfg.train.max_grad_norm
         grad_norm = accelerator.clip_grad_norm_(self.trainable(), clip if clip > 0 else math.inf)
+        # From here until run() records the step, weights and state disagree: an interrupt
+        # in this window must not be saved as a checkpoint.
+        self.updating = True
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -198,6 +202,7 @@ class Loop:
             state.tokens += result["tokens"]
             state.supervised += result["supervised"]
             state.seconds += time.perf_counter() - started
+            self.updating = False
             window_tokens += result["tokens"]
             window_supervised += result["supervised"]
             record = {"kind": "train", "step": state.step,

@@ -213,9 +213,13 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
             "rejected_pairs": [{"split": s, "id": r.id, "reason": r.reason} for s, r in rejected],
             "resumed_from": str(latest.path) if latest else None,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    for split, rejection in rejected:
-        console.console.print(f"[yellow]warning[/]: {split} pair {rejection.id} rejected: "
-                              f"{rejection.reason}")
+    if main:
+        for split, rejection in rejected[:5]:
+            console.console.print(f"[yellow]warning[/]: {split} pair {rejection.id} rejected: "
+                                  f"{rejection.reason}")
+        if len(rejected) > 5:
+            console.console.print(f"[yellow]warning[/]: {len(rejected) - 5} more pairs rejected "
+                                  f"(all listed in {run_dir / 'run.json'})")
 
     set_seed(cfg.seed)
     model = apply_method(load_base(cfg, base_path, precision, accelerator.device), cfg)
@@ -244,9 +248,14 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
             loop.on_step = on_step
             loop.run()
     except KeyboardInterrupt:
-        # The weights and optimizer are those of the last finished step: save them, then stop.
-        loop.optimizer.zero_grad(set_to_none=True)
-        loop.save()
+        # The weights and optimizer are those of the last finished step: save them, then stop
+        # (unless the interrupt fell inside an update; the previous checkpoint then stands).
+        if not loop.updating:
+            loop.optimizer.zero_grad(set_to_none=True)
+            loop.save()
+        if main:
+            console.console.print(f"stopped after step {loop.state.step}; continue with the same "
+                                  f"command and --resume (checkpoints in {run_dir / 'checkpoints'})")
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -268,3 +268,23 @@ def test_cli_reports_a_bad_line_in_the_data(data, tmp_path):
                    "--out", str(tmp_path / "run"), "--set", "model.base=tiny-random")
     assert done.returncode == 1
     assert f"{broken / 'train.jsonl'}:3: not valid JSON" in done.stderr
+
+
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(data, tmp_path):
+    out = tmp_path / "term"
+    args = cli_args(data, out, 200) + ["--set", "checkpoint.every_steps=0", "--set",
+                                       "eval.every_steps=0", "--set", "checkpoint.keep_best=false"]
+    env = {**os.environ, "STORYTELLER_QUIET": ""}
+    process = subprocess.Popen([sys.executable, "-m", "storyteller.cli", *args], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and metrics.read_text().count('"train"') >= 2):
+        assert process.poll() is None and time.monotonic() < deadline, "training never started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "--resume" in stderr
+    saved = [p for p in (out / "checkpoints").iterdir() if (p / "COMPLETE").exists()]
+    assert saved and json.loads((saved[-1] / "state.json").read_text())["step"] >= 2
