@@ -16,7 +16,7 @@ import torch
 from storyteller.train import checkpoint as ckpt
 from storyteller.train.config import FinetuneConfig
 from storyteller.train.data import Pack, collate, collate_flat
-from storyteller.train.model import StoryLoss, load_trainable_state, trainable_state
+from storyteller.train.model import load_trainable_state, trainable_state
 from storyteller.train.plan import Plan
 
 
@@ -236,7 +236,3 @@ class Loop:
         self.scheduler.load_state_dict(checkpoint.scheduler)
         ckpt.set_rng_state(checkpoint.rng)
         self.state = checkpoint.state
-
-
-def build_loss_model(model) -> StoryLoss:
-    return StoryLoss(model)
