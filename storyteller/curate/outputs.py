@@ -11,28 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from storyteller.curate.split import SPLITS
-
-
-def sha256_of(path: Path) -> str:
-    """The SHA-256 of a file, or of a folder's files and their relative names."""
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(file.relative_to(path)).encode())
-            digest.update(sha256_of(file).encode())
-        return digest.hexdigest()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> str:
-    """Write `data` to `path` via a staging file and a rename; its SHA-256."""
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_bytes(data)
-    os.replace(staging, path)
-    return hashlib.sha256(data).hexdigest()
+from storyteller.files import sha256_of, write_atomic  # noqa: F401  (part of this module's API)
 
 
 def jsonl_bytes(rows: Iterable[dict[str, Any]]) -> bytes:

@@ -5,10 +5,8 @@ model and the loop, and writes what the loop produces."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import shutil
 import signal
 import time
@@ -22,6 +20,7 @@ import yaml
 from storyteller import console
 from storyteller.config import to_dict
 from storyteller.errors import ConfigError, InputError, Problem
+from storyteller.files import sha256_of, write_atomic
 from storyteller.models import load_tokenizer, resolve_model
 from storyteller.train import card, checkpoint as ckpt
 from storyteller.train.config import FinetuneConfig
@@ -77,7 +76,7 @@ def read_data(directory: Path) -> tuple[dict[str, list[dict[str, Any]]], str]:
     if not splits["train"]:
         raise InputError.at(str(directory / "train.jsonl"), "no training pairs",
                             "curate more stories, or check the curate report")
-    return splits, hashlib.sha256(manifest.read_bytes()).hexdigest()
+    return splits, sha256_of(manifest)
 
 
 def select_pairs(pairs: list[dict[str, Any]], cfg: FinetuneConfig, limit: int) -> list[dict[str, Any]]:
@@ -132,9 +131,7 @@ def check_run_dir(run_dir: Path, resume: bool, current: dict[str, Any]) -> ckpt.
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(staging, path)
+    write_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
 
 
 def tokenize_splits(splits, cfg: FinetuneConfig, tokenizer):
@@ -165,7 +162,7 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     from storyteller.train.logs import MetricsLog, plot_metrics, read_metrics
     from storyteller.train.loop import Loop, evaluate_loss, make_optimizer
     from storyteller.train.model import (StoryLoss, add_neftune, apply_method, choose_precision,
-                                         count_parameters, load_base)
+                                         count_parameters, load_base, load_trainable_state)
     from storyteller.train.plan import Plan
 
     data_dir, run_dir = Path(cfg.data.dir), run_dir_for(cfg)
@@ -268,8 +265,6 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
             state.best_step != state.step:
         best = run_dir / "checkpoints" / ckpt.checkpoint_name(state.best_step)
         if best.exists():
-            from storyteller.train.model import load_trainable_state
-
             load_trainable_state(model, ckpt.load_weights(best))
             final_step = state.best_step
     tuned_test = None
