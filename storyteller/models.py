@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -143,3 +144,66 @@ def load_tokenizer(name: str = DEFAULT_MODEL):
     except OSError as exc:
         raise InputError.at(f"model {name!r}", f"cannot load its tokenizer: {exc}".splitlines()[0],
                             "check the name; hub ids need a reachable hub") from None
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What a model reference (a run's final/, a merged model directory or a base name) is made
+    of: the weights to load, an adapter on top if any, the tokenizer, and its storyteller.json."""
+
+    ref: str
+    weights: Path | str
+    adapter: Path | None
+    tokenizer: Path | str
+    metadata: dict
+
+    @property
+    def label(self) -> str:
+        return f"{self.ref} (adapter on {self.metadata.get('base_model', self.weights)})" \
+            if self.adapter else self.ref
+
+
+def inspect_model(ref: str) -> ModelSource:
+    """The parts of model `ref`; a run directory is read through its final/."""
+    path = Path(ref).expanduser()
+    if path.is_dir() and (path / "final").is_dir() and not (path / "config.json").exists() \
+            and not (path / "adapter_config.json").exists():
+        path = path / "final"
+    metadata = {}
+    if path.is_dir() and (path / "storyteller.json").exists():
+        metadata = json.loads((path / "storyteller.json").read_text(encoding="utf-8"))
+    if path.is_dir() and (path / "adapter_config.json").exists():
+        if not (path / _COMPLETE).exists():
+            raise InputError.at(str(path), "the adapter directory is incomplete (no COMPLETE marker)",
+                                "finish the run with storyteller finetune --resume")
+        adapter_config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        base = metadata.get("base_model") or adapter_config.get("base_model_name_or_path")
+        if not base:
+            raise InputError.at(str(path / "adapter_config.json"), "names no base model",
+                                "set base_model_name_or_path")
+        weights = resolve_model(base)
+        tokenizer = path if (path / "tokenizer_config.json").exists() else weights
+        return ModelSource(ref, weights, path, tokenizer, metadata)
+    weights = resolve_model(str(path) if path.exists() else ref)
+    return ModelSource(ref, weights, None, weights, metadata)
+
+
+def load_for_inference(source: ModelSource, dtype=None, device: str = "cpu"):
+    """(model, tokenizer) ready to generate: an adapter is merged into its base, which runs as
+    fast as the base itself and gives the same outputs as the adapter on top."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source.tokenizer)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source.weights, dtype=dtype or torch.float32)
+    except OSError as exc:
+        raise InputError.at(f"model {source.ref!r}", f"cannot load: {exc}".splitlines()[0],
+                            "check the path; hub ids need a reachable hub") from None
+    if source.adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, source.adapter).merge_and_unload()
+    model.to(device)
+    model.eval()
+    return model, tokenizer

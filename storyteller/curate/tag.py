@@ -44,6 +44,17 @@ class TextClassifier:
     def classes(self) -> int:
         return len(self.model.classes_)
 
+    @property
+    def labels(self) -> list[str]:
+        return [str(label) for label in self.model.classes_]
+
+    def probabilities(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        """Each text's probability for every label."""
+        if not texts:
+            return []
+        rows = self.model.predict_proba(self.vectorizer.transform(texts))
+        return [dict(zip(self.labels, map(float, row))) for row in rows]
+
     def predict(self, texts: Sequence[str]) -> list[tuple[str, float]]:
         if not texts:
             return []

@@ -19,16 +19,14 @@ import yaml
 
 from storyteller import console
 from storyteller.config import to_dict
+from storyteller.curated import read_data, read_pairs  # noqa: F401  (read_pairs: bench, tests)
 from storyteller.errors import ConfigError, InputError, Problem
-from storyteller.files import sha256_of, write_atomic
+from storyteller.files import write_atomic
 from storyteller.models import load_tokenizer, resolve_model
 from storyteller.train import card, checkpoint as ckpt
 from storyteller.train.config import FinetuneConfig
 from storyteller.train.data import Example, Rejection, pack, tokenize_pairs
 from storyteller.train.progress import progress_bar
-
-SPLIT_FILES = ("train.jsonl", "val.jsonl", "test.jsonl")
-
 
 @dataclass
 class FinetuneResult:
@@ -39,44 +37,6 @@ class FinetuneResult:
 
 def run_dir_for(cfg: FinetuneConfig) -> Path:
     return Path(cfg.out.replace("{name}", cfg.name))
-
-
-def read_pairs(path: Path) -> list[dict[str, Any]]:
-    """The pairs of one split file; a malformed line is an error naming file:line."""
-    pairs, problems = [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                pair = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(Problem(f"{path}:{number}", f"not valid JSON: {exc.msg}"))
-                continue
-            if not isinstance(pair, dict) or "id" not in pair or \
-                    not isinstance(pair.get("messages"), list):
-                problems.append(Problem(f"{path}:{number}", "not a curated pair (needs id and messages)"))
-                continue
-            pairs.append(pair)
-    if problems:
-        raise InputError(*problems[:20])
-    return pairs
-
-
-def read_data(directory: Path) -> tuple[dict[str, list[dict[str, Any]]], str]:
-    """The splits of a curated directory and the sha256 of its manifest."""
-    manifest = directory / "manifest.json"
-    if not manifest.is_file():
-        raise InputError.at(str(directory), "not a curated data directory (no manifest.json)",
-                            f"run: storyteller curate <inputs> --out {directory}")
-    splits = {}
-    for name in SPLIT_FILES:
-        path = directory / name
-        splits[name.removesuffix(".jsonl")] = read_pairs(path) if path.exists() else []
-    if not splits["train"]:
-        raise InputError.at(str(directory / "train.jsonl"), "no training pairs",
-                            "curate more stories, or check the curate report")
-    return splits, sha256_of(manifest)
 
 
 def select_pairs(pairs: list[dict[str, Any]], cfg: FinetuneConfig, limit: int) -> list[dict[str, Any]]:

@@ -1,0 +1,190 @@
+"""Engines that write stories for chat requests: in-process transformers (CPU or GPU), vLLM
+(GPU), or any OpenAI-compatible endpoint. All three take the same requests (messages from the one
+prompt renderer, a seed each) and a named sampling preset, and return `Generation`s."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from storyteller.errors import InputError
+from storyteller.evaluate.decode import Generation, generate_batch
+from storyteller.models import ModelSource, load_for_inference
+from storyteller.sampling import SamplingPreset
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Request:
+    key: str
+    messages: list[dict[str, str]]
+    seed: int
+
+
+class TransformersEngine:
+    """Batched generation in this process; prompts are sorted by length so a batch pads little."""
+
+    name = "transformers"
+
+    def __init__(self, source: ModelSource, batch_size: int = 8, device: str = "cpu", dtype=None):
+        self.model, self.tokenizer = load_for_inference(source, dtype=dtype, device=device)
+        self.batch_size = batch_size
+
+    def tokenize(self, messages: list[dict[str, str]]) -> list[int]:
+        encoded = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                     tokenize=True)
+        return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+
+    def generate(self, requests: Sequence[Request], preset: SamplingPreset, max_new_tokens: int,
+                 on_done: Progress = lambda n: None) -> dict[str, Generation]:
+        prompts = {r.key: self.tokenize(r.messages) for r in requests}
+        ordered = sorted(requests, key=lambda r: len(prompts[r.key]))
+        results: dict[str, Generation] = {}
+        for start in range(0, len(ordered), self.batch_size):
+            batch = ordered[start:start + self.batch_size]
+            generations = generate_batch(self.model, self.tokenizer, [prompts[r.key] for r in batch],
+                                         [r.seed for r in batch], preset, max_new_tokens)
+            results.update(zip((r.key for r in batch), generations))
+            on_done(len(batch))
+        return results
+
+    def close(self) -> None:
+        del self.model
+
+
+class VllmEngine:
+    """vLLM on a GPU: the whole request list at once (continuous batching); an adapter is served
+    as a LoRA on its base, as `storyteller serve` does. Per-request seeds keep stories fixed."""
+
+    name = "vllm"
+
+    def __init__(self, source: ModelSource, seed: int = 0, max_model_len: int = 4096):
+        from vllm import LLM
+
+        self.source = source
+        rank = int(source.metadata.get("lora", {}).get("r", 16))
+        self.llm = LLM(model=str(source.weights), tokenizer=str(source.tokenizer), seed=seed,
+                       enable_lora=source.adapter is not None, max_lora_rank=max(rank, 8),
+                       max_model_len=max_model_len)
+
+    def generate(self, requests: Sequence[Request], preset: SamplingPreset, max_new_tokens: int,
+                 on_done: Progress = lambda n: None) -> dict[str, Generation]:
+        from vllm import SamplingParams
+
+        lora = None
+        if self.source.adapter is not None:
+            from vllm.lora.request import LoRARequest
+
+            lora = LoRARequest("tuned", 1, str(self.source.adapter))
+        params = [SamplingParams(**vllm_sampling(preset, max_new_tokens, r.seed)) for r in requests]
+        started = time.perf_counter()
+        outputs = self.llm.chat([r.messages for r in requests], sampling_params=params,
+                                lora_request=lora, use_tqdm=False)
+        seconds = time.perf_counter() - started
+        on_done(len(requests))
+        return {r.key: Generation(o.outputs[0].text.strip(), o.outputs[0].finish_reason or "length",
+                                  len(o.outputs[0].token_ids), seconds)
+                for r, o in zip(requests, outputs)}
+
+    def close(self) -> None:
+        del self.llm
+
+
+def vllm_sampling(preset: SamplingPreset, max_new_tokens: int, seed: int) -> dict[str, Any]:
+    """A preset as vLLM SamplingParams keyword arguments."""
+    return {"temperature": preset.temperature, "top_p": preset.top_p,
+            "top_k": preset.top_k if preset.top_k else -1,
+            "repetition_penalty": preset.repetition_penalty, "max_tokens": max_new_tokens,
+            "seed": seed}
+
+
+def chat_body(model: str, messages: list[dict[str, str]], preset: SamplingPreset,
+              max_new_tokens: int, seed: int) -> dict[str, Any]:
+    """An OpenAI chat-completions request for a preset. repetition_penalty and top_k are sent
+    only when they are set: they are extensions (vLLM and storyteller serve accept them)."""
+    body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_new_tokens,
+                            "temperature": preset.temperature, "top_p": preset.top_p, "seed": seed}
+    if preset.repetition_penalty != 1.0:
+        body["repetition_penalty"] = preset.repetition_penalty
+    if preset.top_k:
+        body["top_k"] = preset.top_k
+    return body
+
+
+class EndpointEngine:
+    """Any OpenAI-compatible server: one chat completion per request, `workers` at a time."""
+
+    name = "endpoint"
+
+    def __init__(self, url: str, model: str, workers: int = 8, timeout: float = 600.0):
+        self.url = url.rstrip("/")
+        if not self.url.endswith("/v1"):
+            self.url += "/v1"
+        self.model, self.workers, self.timeout = model, workers, timeout
+
+    def complete(self, request: Request, preset: SamplingPreset, max_new_tokens: int) -> Generation:
+        body = json.dumps(chat_body(self.model, request.messages, preset, max_new_tokens,
+                                    request.seed)).encode()
+        http = urllib.request.Request(f"{self.url}/chat/completions", data=body,
+                                      headers={"Content-Type": "application/json"})
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(http, timeout=self.timeout) as response:
+                answer = json.load(response)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            raise InputError.at(f"{self.url}/chat/completions", f"HTTP {exc.code}: {detail}",
+                                f"check that the server serves a model named {self.model!r}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise InputError.at(self.url, f"cannot reach the endpoint: {exc}",
+                                "start it with storyteller serve, or check --endpoint") from None
+        choice = answer["choices"][0]
+        usage = answer.get("usage") or {}
+        return Generation(choice["message"]["content"].strip(), choice.get("finish_reason") or "length",
+                          int(usage.get("completion_tokens", 0)), time.perf_counter() - started)
+
+    def generate(self, requests: Sequence[Request], preset: SamplingPreset, max_new_tokens: int,
+                 on_done: Progress = lambda n: None) -> dict[str, Generation]:
+        def one(request: Request) -> tuple[str, Generation]:
+            generation = self.complete(request, preset, max_new_tokens)
+            on_done(1)
+            return request.key, generation
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            return dict(pool.map(one, requests))
+
+    def close(self) -> None:
+        pass
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    import torch
+
+    return torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
+
+
+def open_engine(kind: str, ref: str, source: ModelSource | None, *, endpoint: str = "",
+                batch_size: int = 8, seed: int = 0, timeout: float = 600.0):
+    """The engine `kind` (auto, transformers, vllm, endpoint) for model `ref`."""
+    import torch
+
+    if kind == "endpoint" or (kind == "auto" and endpoint):
+        return EndpointEngine(endpoint, ref, workers=batch_size, timeout=timeout)
+    assert source is not None
+    if kind == "vllm" or (kind == "auto" and vllm_available()):
+        if not vllm_available():
+            raise InputError.at("generation.engine", "vllm needs a CUDA GPU and the vllm package",
+                                "use engine auto or transformers on this machine")
+        return VllmEngine(source, seed=seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    return TransformersEngine(source, batch_size=batch_size, device=device, dtype=dtype)

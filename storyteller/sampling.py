@@ -1,0 +1,41 @@
+"""Named sampling presets: the settings a story is generated with, shared by evaluation, serving
+and the app so that "story" means the same everywhere and every saved generation can name it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class SamplingPreset:
+    name: str
+    temperature: float  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = no top-k cut
+    # Above 1 discourages tokens already in the prompt or the story (the common multiplicative
+    # penalty); small models loop without a little of it.
+    repetition_penalty: float = 1.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, SamplingPreset] = {
+    preset.name: preset for preset in (
+        # The default for writing: varied but on topic.
+        SamplingPreset("story", temperature=0.8, top_p=0.95, repetition_penalty=1.1),
+        # Closer to the most likely story: steadier structure, less surprise.
+        SamplingPreset("focused", temperature=0.5, top_p=0.9, repetition_penalty=1.1),
+        # Looser and more surprising, for brainstorming.
+        SamplingPreset("wild", temperature=1.0, top_p=0.98, repetition_penalty=1.05),
+        # Deterministic: the single most likely continuation, no penalty.
+        SamplingPreset("greedy", temperature=0.0),
+    )
+}
+
+
+def preset(name: str) -> SamplingPreset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown sampling preset {name!r}; use one of: {', '.join(PRESETS)}") from None
