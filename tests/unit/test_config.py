@@ -5,6 +5,7 @@ import pytest
 from storyteller.config import load_config, parse_override
 from storyteller.curate.config import CurateConfig
 from storyteller.errors import ConfigError
+from storyteller.evaluate.config import EvaluateConfig
 from storyteller.train.config import FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +20,7 @@ def test_every_shipped_config_loads(path):
         cluster = ClusterConfig.from_yaml_file(path)
         assert cluster.num_processes >= 2 and cluster.distributed_type
         return
-    classes = {"curate": CurateConfig, "finetune": FinetuneConfig}
+    classes = {"curate": CurateConfig, "finetune": FinetuneConfig, "evaluate": EvaluateConfig}
     assert stage in classes, f"{path} belongs to no known stage"
     config = load_config(classes[stage], path)
     assert isinstance(config, classes[stage])
@@ -28,6 +29,7 @@ def test_every_shipped_config_loads(path):
 def test_default_yaml_matches_dataclass_defaults():
     assert load_config(CurateConfig, ROOT / "configs/curate/default.yaml") == CurateConfig()
     assert load_config(FinetuneConfig, ROOT / "configs/finetune/default.yaml") == FinetuneConfig()
+    assert load_config(EvaluateConfig, ROOT / "configs/evaluate/default.yaml") == EvaluateConfig()
 
 
 def test_unknown_key_names_key_file_and_line(tmp_path):
