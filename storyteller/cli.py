@@ -20,6 +20,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Markdown joins the lines of a docstring paragraph, so help text wraps to the terminal.
+    rich_markup_mode="markdown",
 )
 
 

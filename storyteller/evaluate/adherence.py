@@ -35,11 +35,23 @@ def train_tagger(train_pairs: Sequence[dict[str, Any]]) -> Tagger:
     return Tagger(texts, genres, styles, min_confidence=0.0)
 
 
-def adherence(tagger: Tagger, texts: Sequence[str],
-              controls: Sequence[dict[str, str]]) -> list[dict[str, Any]]:
+def style_text(record: dict[str, Any]) -> str | None:
+    """The text a house-style check judges: the whole story. For an opening prompt that is the
+    given opening followed by the continuation (a log's first entry, a refrain's first time are
+    in the opening); a continuation window is only part of a story and is not judged."""
+    if record.get("kind") == "continuation":
+        return None
+    opening = record.get("opening")
+    return f"{opening.rstrip()}\n\n{record['text']}" if opening else record["text"]
+
+
+def adherence(tagger: Tagger, texts: Sequence[str], controls: Sequence[dict[str, str]],
+              style_texts: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
     """Per story: the genre the tagger reads and the probability it gives the requested genre;
-    for a house style, whether the story passes its check (and why not); for another style,
-    whether the tagger reads the requested one."""
+    for a house style, whether the story (`style_texts`, default the texts; None: not judged)
+    passes its check and why not; for another style, whether the tagger reads the requested
+    one."""
+    style_texts = list(texts) if style_texts is None else list(style_texts)
     results: list[dict[str, Any]] = [{} for _ in texts]
     genre_model, style_model = tagger.genre_model, tagger.style_model
     if genre_model is not None:
@@ -50,9 +62,11 @@ def adherence(tagger: Tagger, texts: Sequence[str],
                 result.update(genre_predicted=label, genre_match=label == genre,
                               genre_probability=probs[genre])
     style_predictions = style_model.predict(texts) if style_model is not None else [None] * len(texts)
-    for result, text, predicted, wanted in zip(results, texts, style_predictions, controls):
+    for result, text, predicted, wanted in zip(results, style_texts, style_predictions, controls):
         style = wanted.get("style")
         if style in HOUSE_STYLES:
+            if text is None:
+                continue
             verdict = check_style(style, text)
             result.update(house_style=style, style_pass=verdict.passed, style_reason=verdict.reason)
         elif style and predicted is not None and style in style_model.labels:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,8 @@ from storyteller.config import to_dict
 from storyteller.curated import read_data
 from storyteller.errors import InputError
 from storyteller.evaluate import metrics as m
-from storyteller.evaluate.adherence import adherence, load_embedder, relevance, story_of, train_tagger
+from storyteller.evaluate.adherence import (adherence, load_embedder, relevance, story_of,
+                                           style_text, train_tagger)
 from storyteller.evaluate.aggregate import summarise
 from storyteller.evaluate.config import EvaluateConfig
 from storyteller.evaluate.generate import Request, open_engine
@@ -165,6 +167,8 @@ def generation_record(contender: Contender, pair: dict[str, Any], sample: int, r
     return {"id": f"{contender.label}-{pair['id']}-s{sample}", "model": contender.label,
             "model_ref": contender.ref, "prompt_id": pair["id"], "sample": sample,
             "kind": pair.get("kind"), "controls": pair.get("controls", {}), "prompt": user,
+            "opening": (pair.get("request") or {}).get("opening") if pair.get("kind") == "opening"
+            else None,
             "messages": request.messages, "text": generation.text, "reference": story_of(pair),
             "finish_reason": generation.finish_reason, "new_tokens": generation.new_tokens,
             "seed": request.seed, "preset": wanted["preset"]["name"], "engine": engine,
@@ -211,7 +215,8 @@ def score(records: list[dict[str, Any]], train: Sequence[dict[str, Any]], cfg: E
         by_model.setdefault(record["model"], []).append(record)
     for label, group in by_model.items():
         texts = [r["text"] for r in group]
-        verdicts = adherence(tagger, texts, [r["controls"] for r in group])
+        verdicts = adherence(tagger, texts, [r["controls"] for r in group],
+                             [style_text(r) for r in group])
         similarity = relevance(embedder, [r["prompt"] for r in group], texts) if embedder \
             else [None] * len(group)
         for i, record in enumerate(steps.track(group, f"metrics ({label})")):
@@ -241,14 +246,24 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     write_atomic(out / "config.yaml", _yaml(to_dict(cfg)))
     records: list[dict[str, Any]] = []
     nll: dict[str, list[StoryNll]] = {}
+    timing: dict[str, Any] = {}
     with console.steps() as steps:
         for contender in who:
+            started = time.perf_counter()
             generated, engine = generate(cfg, contender, prompts, out, steps)
+            generated_at = time.perf_counter()
             records.extend(generated)
             nll[contender.label] = perplexities(cfg, contender, prompts, engine, out, steps)
             if engine is not None:
                 engine.close()
+            # Seconds of this invocation: stories reused from an earlier, killed one cost none.
+            timing[contender.label] = {
+                "generate_s": round(generated_at - started, 2),
+                "perplexity_s": round(time.perf_counter() - generated_at, 2),
+                "new_tokens": sum(r["new_tokens"] for r in generated)}
+        started = time.perf_counter()
         score(records, splits["train"], cfg, steps)
+        timing["metrics_s"] = round(time.perf_counter() - started, 2)
     records.sort(key=lambda r: (r["model"] != "tuned", r["prompt_id"], r["sample"]))
     write_atomic(out / GENERATIONS,
                  "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode())
@@ -262,6 +277,7 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
                      "samples": cfg.generation.samples, "seed": cfg.seed,
                      "engine": sorted({r["engine"] for r in records}),
                      "prompts": len(prompts), "split": cfg.split},
+        "timing": timing,
         "data": {"dir": cfg.data, "manifest_sha256": data_hash,
                  "generations_sha256": sha256_of(out / GENERATIONS)},
     })
