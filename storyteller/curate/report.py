@@ -7,36 +7,21 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from storyteller.curate.split import SPLITS
-
-
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"svg.hashsalt": "storyteller", "figure.dpi": 100})
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    # No metadata: the same data must give byte-identical PNGs.
-    fig.savefig(path, format="png", metadata={"Software": None}, bbox_inches="tight")
+from storyteller.plots import pyplot, save_png
 
 
 def chart_lengths(path: Path, stories) -> None:
-    plt = _figure()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.hist([s.words for s in stories] or [0], bins=30, color="#4c72b0")
     ax.set_xlabel("words per story")
     ax.set_ylabel("stories")
     ax.set_title("Story lengths (kept stories)")
-    _save(fig, path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def chart_genres(path: Path, by_genre: dict[str, dict[str, int]]) -> None:
-    plt = _figure()
+    plt = pyplot()
     genres = sorted({g for counts in by_genre.values() for g in counts})
     fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(genres), 3) + 1.2))
     left = [0] * len(genres)
@@ -49,12 +34,11 @@ def chart_genres(path: Path, by_genre: dict[str, dict[str, int]]) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.invert_yaxis()
-    _save(fig, path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def chart_rejects(path: Path, rejected: dict[str, int]) -> None:
-    plt = _figure()
+    plt = pyplot()
     reasons = sorted(rejected, key=lambda r: (-rejected[r], r))
     fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(reasons), 2) + 1.2))
     ax.barh(reasons or ["(none)"], [rejected[r] for r in reasons] or [0], color="#c44e52")
@@ -62,8 +46,7 @@ def chart_rejects(path: Path, rejected: dict[str, int]) -> None:
     ax.set_title("Rejected records by reason")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.invert_yaxis()
-    _save(fig, path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from storyteller import console
 from storyteller.files import write_atomic
+from storyteller.plots import pyplot, save_png
 
 GROUP_TITLES = {"fit": "Fit to held-out stories", "adherence": "Adherence to the request",
                 "relevance": "Relevance to the prompt", "diversity": "Diversity and repetition",
@@ -93,11 +94,7 @@ def verdict(record: dict[str, Any]) -> str:
 
 def plots(out: Path, summary: dict[str, Any], records: Sequence[dict[str, Any]],
           models: Sequence[str]) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     folder = out / "plots"
     folder.mkdir(exist_ok=True)
     colours = {"tuned": "#2a7ab0", "base": "#b0b0b0"}
@@ -123,8 +120,7 @@ def plots(out: Path, summary: dict[str, Any], records: Sequence[dict[str, Any]],
         ax.set_title("House styles followed (95% bootstrap intervals)")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(folder / "house_styles.png", dpi=110)
-        plt.close(fig)
+        save_png(fig, folder / "house_styles.png")
         written.append("house_styles.png")
 
     keys = [k for k in ("stop_rate", "relevance", "genre_match", "style_match", "distinct_2",
@@ -139,8 +135,7 @@ def plots(out: Path, summary: dict[str, Any], records: Sequence[dict[str, Any]],
     axes[0].legend(fontsize=7) if len(keys) > 1 else None
     fig.suptitle("Automatic metrics (95% bootstrap intervals)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(folder / "metrics.png", dpi=110)
-    plt.close(fig)
+    save_png(fig, folder / "metrics.png")
     written.append("metrics.png")
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -157,8 +152,7 @@ def plots(out: Path, summary: dict[str, Any], records: Sequence[dict[str, Any]],
     ax.set_title("Story lengths")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(folder / "lengths.png", dpi=110)
-    plt.close(fig)
+    save_png(fig, folder / "lengths.png")
     written.append("lengths.png")
     return written
 

@@ -14,23 +14,9 @@ from storyteller.evaluate.ratings.agreement import (
 )
 from storyteller.evaluate.ratings.analysis import Summary
 from storyteller.evaluate.ratings.checks import EXPECT_MAX
+from storyteller.plots import pyplot, save_png
 
 COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
-
-
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"svg.hashsalt": "storyteller", "figure.dpi": 100})
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    # No metadata: the same ratings give byte-identical PNGs.
-    fig.savefig(path, format="png", metadata={"Software": None}, bbox_inches="tight")
 
 
 def _finite(x: float | None) -> bool:
@@ -38,7 +24,7 @@ def _finite(x: float | None) -> bool:
 
 
 def chart_means(path: Path, summary: Summary, dimensions: Sequence[str]) -> None:
-    plt = _figure()
+    plt = pyplot()
     models = summary.models or ["(none)"]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(dimensions) + 1), 3.8))
     width = 0.8 / len(models)
@@ -59,12 +45,11 @@ def chart_means(path: Path, summary: Summary, dimensions: Sequence[str]) -> None
     ax.set_ylabel("mean rating (1–5), 95% interval")
     ax.set_title("Human ratings by dimension and model")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    _save(fig, path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def chart_alpha(path: Path, summary: Summary) -> None:
-    plt = _figure()
+    plt = pyplot()
     names = [a.dimension for a in summary.alphas]
     values = [a.value if a.value is not None else 0.0 for a in summary.alphas]
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
@@ -80,8 +65,7 @@ def chart_alpha(path: Path, summary: Summary) -> None:
     ax.set_title("Agreement between raters")
     ax.tick_params(axis="x", rotation=20)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    _save(fig, path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
