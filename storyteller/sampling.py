@@ -12,8 +12,9 @@ class SamplingPreset:
     temperature: float  # 0 = greedy
     top_p: float = 1.0
     top_k: int = 0  # 0 = no top-k cut
-    # Above 1 discourages tokens already in the prompt or the story (the common multiplicative
-    # penalty); small models loop without a little of it.
+    # Above 1 discourages every token already in the prompt or the story (the common
+    # multiplicative penalty). It curbs loops but also taxes what a style repeats on purpose: a
+    # refrain, the `Log, day N:` headers, the header's own words.
     repetition_penalty: float = 1.0
 
     def to_json(self) -> dict:
@@ -22,10 +23,12 @@ class SamplingPreset:
 
 PRESETS: dict[str, SamplingPreset] = {
     preset.name: preset for preset in (
-        # The default for writing: varied but on topic.
-        SamplingPreset("story", temperature=0.8, top_p=0.95, repetition_penalty=1.1),
-        # Closer to the most likely story: steadier structure, less surprise.
-        SamplingPreset("focused", temperature=0.5, top_p=0.9, repetition_penalty=1.1),
+        # The default for writing: varied but on topic; no repetition penalty, so refrains and
+        # log headers can repeat as the house styles ask.
+        SamplingPreset("story", temperature=0.8, top_p=0.95),
+        # Closer to the most likely story: steadier structure, less surprise; a light penalty
+        # against the loops low temperatures fall into.
+        SamplingPreset("focused", temperature=0.5, top_p=0.9, repetition_penalty=1.05),
         # Looser and more surprising, for brainstorming.
         SamplingPreset("wild", temperature=1.0, top_p=0.98, repetition_penalty=1.05),
         # Deterministic: the single most likely continuation, no penalty.

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from storyteller.evaluate import metrics as m
-from storyteller.evaluate.perplexity import StoryNll, pooled_perplexity
+from storyteller.evaluate.perplexity import MarkerScore, StoryNll, pooled_perplexity
 from storyteller.evaluate.stats import (Interval, bootstrap_diff, bootstrap_mean,
-                                        bootstrap_paired_statistic, bootstrap_statistic)
+                                        bootstrap_paired_statistic, bootstrap_statistic, jackknife)
 from storyteller.styles import HOUSE_STYLES
 
 Record = dict[str, Any]
@@ -40,9 +40,7 @@ def _stopped(record: Record) -> bool:
 
 def _distinct(n: int) -> Callable[[Sequence[Record]], float]:
     def statistic(records: Sequence[Record]) -> float:
-        # A resample repeats some stories; counted twice, a story would look like repetition.
-        unique = {id(r): r for r in records}.values()
-        value = m.distinct_n((r["text"] for r in unique), n)
+        value = m.distinct_n((r["text"] for r in records), n)
         return float("nan") if value is None else value
     return statistic
 
@@ -99,9 +97,7 @@ def paired(tuned: Sequence[Record], base: Sequence[Record]) -> tuple[list[Record
 def summarise_metric(metric: Metric, records: Sequence[Record], seed: int,
                      resamples: int) -> Interval:
     if metric.kind == "corpus":
-        # Corpus statistics are costly to resample; a few hundred resamples give stable 95% ends.
-        return bootstrap_statistic(list(records), _distinct(int(metric.name[-1])), seed,
-                                   min(resamples, 300))
+        return jackknife(list(records), _distinct(int(metric.name[-1])))
     return bootstrap_mean([value_of(metric, r) for r in records], seed, resamples)
 
 
@@ -109,8 +105,7 @@ def difference(metric: Metric, tuned: Sequence[Record], base: Sequence[Record], 
                resamples: int) -> Interval:
     a, b = paired(tuned, base)
     if metric.kind == "corpus":
-        return bootstrap_paired_statistic(a, b, _distinct(int(metric.name[-1])), seed,
-                                          min(resamples, 300))
+        return jackknife(a, _distinct(int(metric.name[-1])), paired_with=b)
     return bootstrap_diff([value_of(metric, r) for r in a], [value_of(metric, r) for r in b],
                           seed, resamples)
 
@@ -138,9 +133,27 @@ def house_styles(records: Sequence[Record], seed: int, resamples: int) -> dict[s
     return result
 
 
+def marker_row(markers: dict[str, list[MarkerScore]], primary: str, baseline: str | None,
+               seed: int, resamples: int) -> dict[str, Any]:
+    """Mean per-token log-probability of the house-style markers, per model and paired."""
+    row: dict[str, Any] = {"label": "house-style marker log-probability per token "
+                                    "(teacher-forced on the reference stories)",
+                           "group": "adherence", "better": "higher", "weak": False, "values": {}}
+    for name, items in markers.items():
+        row["values"][name] = bootstrap_mean([m.per_token for m in items], seed, resamples).to_json()
+    if baseline and markers.get(primary) and markers.get(baseline):
+        base = {m.id: m for m in markers[baseline]}
+        common = [m for m in markers[primary] if m.id in base]
+        row["difference"] = bootstrap_diff([m.per_token for m in common],
+                                           [base[m.id].per_token for m in common],
+                                           seed, resamples).to_json()
+    return row
+
+
 def summarise(records: Sequence[Record], perplexity: dict[str, list[StoryNll]],
               primary: str, baseline: str | None, seed: int = 0,
-              resamples: int = 2000) -> dict[str, Any]:
+              resamples: int = 2000,
+              markers: dict[str, list[MarkerScore]] | None = None) -> dict[str, Any]:
     """Every metric per model, and primary − baseline with its paired interval."""
     models = by_model(records)
     table: dict[str, Any] = {}
@@ -153,6 +166,8 @@ def summarise(records: Sequence[Record], perplexity: dict[str, list[StoryNll]],
             row["difference"] = perplexity_difference(perplexity[primary], perplexity[baseline],
                                                       seed, resamples).to_json()
         table["perplexity"] = row
+    if markers and any(markers.values()):
+        table["style_markers"] = marker_row(markers, primary, baseline, seed, resamples)
     for metric in METRICS:
         row = {"label": metric.label, "group": metric.group, "better": metric.better,
                "weak": metric.weak, "values": {}}

@@ -123,7 +123,7 @@ def plots(out: Path, summary: dict[str, Any], records: Sequence[dict[str, Any]],
         save_png(fig, folder / "house_styles.png")
         written.append("house_styles.png")
 
-    keys = [k for k in ("stop_rate", "relevance", "genre_match", "style_match", "distinct_2",
+    keys = [k for k in ("style_markers", "stop_rate", "relevance", "genre_match", "style_match", "distinct_2",
                         "seq_rep_4", "memorised_8gram_share", "perplexity")
             if k in summary["metrics"]]
     fig, axes = plt.subplots(1, len(keys), figsize=(2.1 * len(keys), 3.2))
@@ -269,7 +269,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     if console.quiet():
         return
     models = list(summary["models"])
-    keys = ["perplexity", "style_pass", "genre_match", "relevance", "stop_rate", "distinct_2",
+    keys = ["perplexity", "style_pass", "style_markers", "genre_match", "relevance", "stop_rate", "distinct_2",
             "seq_rep_4", "memorised_8gram_share"]
     rows = []
     for key in keys:

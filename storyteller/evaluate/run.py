@@ -26,7 +26,7 @@ from storyteller.evaluate.adherence import (adherence, load_embedder, relevance,
 from storyteller.evaluate.aggregate import summarise
 from storyteller.evaluate.config import EvaluateConfig
 from storyteller.evaluate.generate import Request, open_engine
-from storyteller.evaluate.perplexity import StoryNll
+from storyteller.evaluate.perplexity import MarkerScore, StoryNll
 from storyteller.files import sha256_of, write_atomic
 from storyteller.models import ModelSource, inspect_model, load_for_inference
 from storyteller.sampling import preset as named_preset
@@ -97,9 +97,25 @@ def contenders(cfg: EvaluateConfig) -> list[Contender]:
     return result
 
 
+def weights_digest(source: ModelSource | None) -> str | None:
+    """The SHA-256 of a local model's weights (the adapter's for an adapter): a model trained
+    again under the same path is a different model, and its old stories must not be reused."""
+    if source is None:
+        return None
+    folder = source.adapter or source.weights
+    if not isinstance(folder, Path) or not folder.is_dir():
+        return None
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(sha256_of(file).encode())
+    return digest.hexdigest()
+
+
 def settings(cfg: EvaluateConfig, contender: Contender) -> dict[str, Any]:
     """What a saved story depends on; a story is reused on resume only when these match."""
-    return {"model": contender.ref, "preset": named_preset(cfg.generation.preset).to_json(),
+    return {"model": contender.ref, "weights": weights_digest(contender.source),
+            "preset": named_preset(cfg.generation.preset).to_json(),
             "max_new_tokens": cfg.generation.max_new_tokens, "seed": cfg.seed}
 
 
@@ -176,18 +192,22 @@ def generation_record(contender: Contender, pair: dict[str, Any], sample: int, r
 
 
 def perplexities(cfg: EvaluateConfig, contender: Contender, pairs: Sequence[dict[str, Any]],
-                 engine, out: Path, steps) -> list[StoryNll]:
-    """Per-story losses on the test stories, cached in OUT/perplexity.json per model."""
-    from storyteller.evaluate.perplexity import story_nll
+                 engine, out: Path, steps) -> tuple[list[StoryNll], list[MarkerScore]]:
+    """Per-story losses on the test stories and house-style marker scores, cached in
+    OUT/perplexity.json per model."""
+    from storyteller.evaluate.perplexity import marker_scores, story_nll
 
     if contender.source is None or not cfg.metrics.perplexity:
-        return []
+        return [], []
     path = out / PERPLEXITY
     cache = json.loads(path.read_text()) if path.exists() else {}
     ids = sorted(p["id"] for p in pairs)
+    weights = weights_digest(contender.source)
     entry = cache.get(contender.label)
-    if entry and entry.get("model") == contender.ref and entry.get("ids") == ids:
-        return [StoryNll(**item) for item in entry["stories"]]
+    if entry and entry.get("model") == contender.ref and entry.get("weights") == weights \
+            and entry.get("ids") == ids and "markers" in entry:
+        return ([StoryNll(**item) for item in entry["stories"]],
+                [MarkerScore(**item) for item in entry["markers"]])
     if engine is not None and getattr(engine, "name", "") == "transformers":
         model, tokenizer = engine.model, engine.tokenizer
     else:
@@ -197,10 +217,12 @@ def perplexities(cfg: EvaluateConfig, contender: Contender, pairs: Sequence[dict
         model, tokenizer = load_for_inference(contender.source, device=device)
     items, _ = story_nll(model, tokenizer, pairs,
                          progress=lambda xs, what: steps.track(xs, f"{what} ({contender.label})"))
-    cache[contender.label] = {"model": contender.ref, "ids": ids,
-                              "stories": [item.__dict__ for item in items]}
+    markers = marker_scores(model, tokenizer, pairs)
+    cache[contender.label] = {"model": contender.ref, "weights": weights, "ids": ids,
+                              "stories": [item.__dict__ for item in items],
+                              "markers": [item.__dict__ for item in markers]}
     write_atomic(path, (json.dumps(cache, indent=1) + "\n").encode())
-    return items
+    return items, markers
 
 
 def score(records: list[dict[str, Any]], train: Sequence[dict[str, Any]], cfg: EvaluateConfig,
@@ -246,6 +268,7 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     write_atomic(out / "config.yaml", _yaml(to_dict(cfg)))
     records: list[dict[str, Any]] = []
     nll: dict[str, list[StoryNll]] = {}
+    markers: dict[str, list[MarkerScore]] = {}
     timing: dict[str, Any] = {}
     with console.steps() as steps:
         for contender in who:
@@ -253,7 +276,8 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
             generated, engine = generate(cfg, contender, prompts, out, steps)
             generated_at = time.perf_counter()
             records.extend(generated)
-            nll[contender.label] = perplexities(cfg, contender, prompts, engine, out, steps)
+            nll[contender.label], markers[contender.label] = perplexities(
+                cfg, contender, prompts, engine, out, steps)
             if engine is not None:
                 engine.close()
             # Seconds of this invocation: stories reused from an earlier, killed one cost none.
@@ -268,7 +292,7 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     write_atomic(out / GENERATIONS,
                  "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode())
     summary = summarise(records, nll, "tuned", "base" if len(who) > 1 else None, cfg.seed,
-                        cfg.metrics.bootstrap_resamples)
+                        cfg.metrics.bootstrap_resamples, markers)
     summary.update({
         "models": {c.label: {"ref": c.ref, "label": c.source.label if c.source else c.ref}
                    for c in who},

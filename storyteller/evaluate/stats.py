@@ -124,3 +124,32 @@ def bootstrap_paired_statistic(tuned: Sequence, base: Sequence, statistic, seed:
                        - float(statistic([base[i] for i in picks])))
     low, high = _percentiles(np.array(samples))
     return Interval(value, low, high, len(tuned))
+
+
+def jackknife(items: Sequence, statistic, paired_with: Sequence | None = None) -> Interval:
+    """A corpus-level statistic (or its difference from the same statistic on `paired_with`,
+    item i of both belonging together) with a jackknife 95% interval: value ± 1.96 standard
+    errors from the leave-one-out values.
+
+    Used for statistics that depend on how many items there are, such as distinct-n: a
+    bootstrap resample repeats some stories, and a story counted twice looks like repetition,
+    which biases every resample downwards (or, with repeats removed, upwards through the smaller
+    corpus). Leaving one story out changes the size by one story only."""
+    n = len(items)
+    if paired_with is not None and len(paired_with) != n:
+        raise ValueError("paired jackknife needs lists of the same length")
+    if n == 0:
+        return NAN
+
+    def value_of(keep: Sequence[int]) -> float:
+        value = float(statistic([items[i] for i in keep]))
+        if paired_with is not None:
+            value -= float(statistic([paired_with[i] for i in keep]))
+        return value
+
+    value = value_of(range(n))
+    if n < 2:
+        return Interval(value, float("nan"), float("nan"), n)
+    leave_one_out = np.array([value_of([j for j in range(n) if j != i]) for i in range(n)])
+    error = math.sqrt((n - 1) / n * float(((leave_one_out - leave_one_out.mean()) ** 2).sum()))
+    return Interval(value, value - 1.96 * error, value + 1.96 * error, n)

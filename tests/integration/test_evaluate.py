@@ -213,7 +213,7 @@ def test_evaluate_through_an_openai_compatible_endpoint(server, data, tmp_path):
         body = bodies[json.dumps(record["messages"])]
         assert body["seed"] == record["seed"] and body["max_tokens"] == 12
         assert body["temperature"] == 0.8 and body["top_p"] == 0.95
-        assert body["repetition_penalty"] == 1.1
+        assert "repetition_penalty" not in body  # the story preset sets none: sent only when set
     summary = json.loads((out / "metrics.json").read_text())
     assert "perplexity" not in summary["metrics"]  # a served model has no local weights to score
 
@@ -243,3 +243,17 @@ def test_bad_inputs_are_located(data, tmp_path):
     (tmp_path / "run" / "final" / "adapter_config.json").write_text("{}")
     with pytest.raises(InputError, match="incomplete"):
         evaluate(data, tmp_path / "e", "model=" + str(tmp_path / "run"))
+
+
+def test_a_model_trained_again_under_the_same_path_is_not_reused(tmp_path):
+    from storyteller.evaluate.run import weights_digest
+    from storyteller.models import ModelSource
+
+    adapter = tmp_path / "final"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"first weights")
+    source = ModelSource("runs/x", tmp_path / "base", adapter, adapter, {})
+    before = weights_digest(source)
+    (adapter / "adapter_model.safetensors").write_bytes(b"second weights")
+    assert weights_digest(source) != before
+    assert weights_digest(None) is None

@@ -101,3 +101,22 @@ def test_engine_returns_every_request_by_key(engine):
     assert sorted(result) == [f"k{i}" for i in range(5)]
     assert sum(done) == 5 and len(done) == 2  # batches of 3 and 2
     assert len({g.text for g in result.values()}) > 1
+
+
+def test_marker_score_is_the_log_probability_of_the_marker_tokens(engine):
+    from storyteller.evaluate.perplexity import marker_scores
+
+    story = "A crow kept a cheese.\n\nA fox praised her song.\n\nMoral: Beware of flatterers."
+    pair = {"id": "f1", "kind": "premise", "controls": {"style": "moral"},
+            "messages": render_messages(StoryRequest(premise="a crow and a fox"), story)}
+    (score,) = marker_scores(engine.model, engine.tokenizer, [pair])
+    tokenizer = engine.tokenizer
+    prompt = tokenizer.apply_chat_template(pair["messages"][:-1], tokenize=False,
+                                           add_generation_prompt=True)
+    full = tokenizer(prompt + story.rpartition("Moral:")[0] + "Moral:", add_special_tokens=False)["input_ids"]
+    marker = [t for t in tokenizer.convert_ids_to_tokens(full[-score.tokens:])]
+    assert "".join(marker).endswith("oral:") and score.tokens <= 3
+    with torch.no_grad():
+        logprobs = torch.log_softmax(engine.model(input_ids=torch.tensor([full])).logits[0], -1)
+    expected = sum(float(logprobs[i - 1, full[i]]) for i in range(len(full) - score.tokens, len(full)))
+    assert score.logprob == pytest.approx(expected, rel=1e-4)

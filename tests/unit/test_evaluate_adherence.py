@@ -53,3 +53,20 @@ def test_task_text_drops_the_control_header():
     assert task_text("[ Genre: fable; Style: moral ]\nWrite a story about a crow.") == \
         "Write a story about a crow."
     assert task_text("Write a story about a crow.") == "Write a story about a crow."
+
+
+def test_style_markers_are_found_in_the_reference_story():
+    from storyteller.evaluate.perplexity import style_marker
+
+    def test_pair(style, story, kind="premise"):
+        return {"controls": {"style": style}, "kind": kind,
+                "messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": story}]}
+
+    assert style_marker(test_pair("moral", FABLE)) == (FABLE.rpartition("\nMoral:")[0] + "\n", "Moral:")
+    assert style_marker(test_pair("log", LOG)) == ("", "Log, day 1:")
+    assert style_marker(test_pair("log", LOG, kind="opening")) is None  # the opening holds it
+    refrain = "Row, row, the river runs.\n\nA boat.\n\nRow, row, the river runs.\n\nA bank.\n\n" \
+              "Row, row, the river runs."
+    before, marker = style_marker(test_pair("refrain", refrain))
+    assert marker == "Row, row, the river runs." and before + marker == refrain
+    assert style_marker(test_pair("noir", "I walk in.")) is None

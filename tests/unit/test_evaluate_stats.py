@@ -85,3 +85,23 @@ def test_findings_only_for_intervals_excluding_zero():
                    "difference": {"value": 0.2, "low": 0.1, "high": 0.3, "n": 5}}}
     assert findings(table, "tuned", "base") == [
         "y: tuned is higher than base (worse) by 0.2 (95% interval of the difference 0.1 to 0.3, n=5)"]
+
+
+def test_jackknife_of_a_mean_matches_its_standard_error():
+    from storyteller.evaluate.stats import jackknife
+
+    values = [1.0, 2.0, 4.0, 7.0]
+    interval = jackknife(values, lambda xs: sum(xs) / len(xs))
+    # For the mean the jackknife standard error is the usual s / sqrt(n): s = 2.6458, n = 4.
+    assert interval.value == 3.5
+    assert interval.high - interval.value == pytest.approx(1.96 * 2.6457513 / 2, rel=1e-6)
+    same = jackknife(values, lambda xs: sum(xs) / len(xs), paired_with=values)
+    assert (same.value, same.low, same.high) == (0.0, 0.0, 0.0)
+
+
+def test_distinct_interval_is_centred_on_the_corpus_value():
+    texts = [f"story {i} the fox " + "ran " * (i % 4 + 1) + f"over the hill {i % 3}" for i in range(12)]
+    records = [record("tuned", f"p{i:02d}", t) for i, t in enumerate(texts)]
+    summary = summarise(records, {}, "tuned", None, resamples=200)
+    cell = summary["metrics"]["distinct_2"]["values"]["tuned"]
+    assert cell["low"] < cell["value"] < cell["high"]

@@ -1,0 +1,29 @@
+"""Sampling presets, and how they are sent to vLLM and to OpenAI-compatible servers."""
+
+from __future__ import annotations
+
+import pytest
+
+from storyteller.evaluate.generate import chat_body, vllm_sampling
+from storyteller.sampling import PRESETS, preset
+
+
+def test_presets_are_named_and_unknown_names_say_which_exist():
+    assert set(PRESETS) == {"story", "focused", "wild", "greedy"}
+    assert preset("greedy").temperature == 0
+    with pytest.raises(KeyError, match="story, focused, wild, greedy"):
+        preset("spicy")
+
+
+def test_chat_body_sends_extensions_only_when_set():
+    messages = [{"role": "user", "content": "hi"}]
+    body = chat_body("m", messages, preset("story"), 100, seed=7)
+    assert body == {"model": "m", "messages": messages, "max_tokens": 100, "temperature": 0.8,
+                    "top_p": 0.95, "seed": 7}
+    assert chat_body("m", messages, preset("focused"), 100, 7)["repetition_penalty"] == 1.05
+
+
+def test_vllm_sampling_maps_every_setting():
+    params = vllm_sampling(preset("focused"), 64, seed=3)
+    assert params == {"temperature": 0.5, "top_p": 0.9, "top_k": -1, "repetition_penalty": 1.05,
+                      "max_tokens": 64, "seed": 3}
