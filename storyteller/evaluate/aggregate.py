@@ -3,7 +3,6 @@ differences paired by prompt. Pure: generation records in, a JSON-ready summary 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -215,7 +214,3 @@ def findings(table: dict[str, Any], primary: str, baseline: str | None) -> list[
                 f"{abs(diff['value']):.3g} (95% interval of the difference "
                 f"{diff['low']:.3g} to {diff['high']:.3g}, n={diff['n']})")
     return sentences
-
-
-def is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
