@@ -147,6 +147,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--skip-peer", action="store_true", help="only storyteller evaluate")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="an evaluate config override for every run, e.g. metrics.relevance=false")
     parser.add_argument("--write", type=Path, help="insert/replace the '## evaluate' section")
     args = parser.parse_args()
     import torch
@@ -161,7 +163,8 @@ def main() -> None:
             engines.append(("vllm", "generation.engine=vllm"))
         for name, setting in engines:
             print(f"storyteller evaluate ({name}) on {args.prompts} prompts …", flush=True)
-            wall, summary = run_evaluate(args.model, data, Path(tmp) / f"eval-{name}", args, setting)
+            wall, summary = run_evaluate(args.model, data, Path(tmp) / f"eval-{name}", args, setting,
+                                         *args.sets)
             timing = summary["timing"]
             generate = sum(v["generate_s"] for k, v in timing.items() if isinstance(v, dict))
             tokens = sum(v["new_tokens"] for k, v in timing.items() if isinstance(v, dict))

@@ -31,3 +31,16 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess
     full_env = {**os.environ, "STORYTELLER_QUIET": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "storyteller.cli", *args], cwd=cwd,
                           capture_output=True, text=True, env=full_env, timeout=600)
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu`-marked tests need CUDA: elsewhere they are skipped with the reason (run them on a GPU
+    machine with `pytest -m gpu`)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run `pytest -m gpu` on one)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

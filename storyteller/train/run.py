@@ -117,6 +117,7 @@ def _sigterm_as_interrupt(signum, frame):
 
 def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
     from storyteller.train.logs import MetricsLog, plot_metrics, read_metrics
@@ -137,6 +138,10 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     if precision.name == "fp16" and device.type == "cpu":
         raise ConfigError.at("model.precision", "fp16 needs a GPU", "use auto, fp32 or bf16")
     mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision.name]
+    # The accelerator's settings are process-wide and refuse to change: a second run in the same
+    # process (the bench, tests, a notebook) with another precision needs them started afresh.
+    # The distributed state (processes, ranks) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
     # QLoRA's 4-bit layers compute in their own dtype; autocast on top would only add casts.
     accelerator = Accelerator(mixed_precision=mixed if cfg.model.method != "qlora" else "no",
                               cpu=device.type == "cpu")

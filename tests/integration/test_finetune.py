@@ -288,3 +288,14 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(data, tmp_path):
     assert "--resume" in stderr
     saved = [p for p in (out / "checkpoints").iterdir() if (p / "COMPLETE").exists()]
     assert saved and json.loads((saved[-1] / "state.json").read_text())["step"] >= 2
+
+
+def test_two_runs_in_one_process_may_use_different_precisions(data, tmp_path):
+    """The accelerator's settings are process-wide; a second run asking for another precision
+    (bf16 after fp32, as LoRA after QLoRA does on a GPU) must not be refused."""
+    for precision in ("fp32", "bf16"):
+        result = run(config(data, tmp_path / precision, f"model.precision={precision}",
+                            "train.max_steps=1", "checkpoint.every_steps=0",
+                            "eval.test_at_end=false"))
+        run_json = json.loads((result.run_dir / "run.json").read_text())
+        assert run_json["precision"]["name"] == precision
