@@ -4,10 +4,8 @@ prompt renderer, a seed each) and a named sampling preset, and return `Generatio
 
 from __future__ import annotations
 
-import json
+import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -105,50 +103,34 @@ def vllm_sampling(preset: SamplingPreset, max_new_tokens: int, seed: int) -> dic
             "seed": seed}
 
 
-def chat_body(model: str, messages: list[dict[str, str]], preset: SamplingPreset,
-              max_new_tokens: int, seed: int) -> dict[str, Any]:
-    """An OpenAI chat-completions request for a preset. repetition_penalty and top_k are sent
-    only when they are set: they are extensions (vLLM and storyteller serve accept them)."""
-    body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_new_tokens,
-                            "temperature": preset.temperature, "top_p": preset.top_p, "seed": seed}
-    if preset.repetition_penalty != 1.0:
-        body["repetition_penalty"] = preset.repetition_penalty
-    if preset.top_k:
-        body["top_k"] = preset.top_k
-    return body
-
-
 class EndpointEngine:
-    """Any OpenAI-compatible server: one chat completion per request, `workers` at a time."""
+    """Any OpenAI-compatible server, through storyteller.serve.client (timeouts, retries,
+    typed errors): one chat completion per request, `workers` at a time. The key, if the
+    server needs one, comes from $STORYTELLER_API_KEY."""
 
     name = "endpoint"
 
     def __init__(self, url: str, model: str, workers: int = 8, timeout: float = 600.0):
-        self.url = url.rstrip("/")
-        if not self.url.endswith("/v1"):
-            self.url += "/v1"
-        self.model, self.workers, self.timeout = model, workers, timeout
+        from storyteller.serve.client import StoryClient
+
+        self.client = StoryClient(url, api_key=os.environ.get("STORYTELLER_API_KEY"),
+                                  timeout=timeout)
+        self.model, self.workers = model, workers
 
     def complete(self, request: Request, preset: SamplingPreset, max_new_tokens: int) -> Generation:
-        body = json.dumps(chat_body(self.model, request.messages, preset, max_new_tokens,
-                                    request.seed)).encode()
-        http = urllib.request.Request(f"{self.url}/chat/completions", data=body,
-                                      headers={"Content-Type": "application/json"})
+        from storyteller.serve.client import ClientError, ModelNotFound, Sampling
+
+        sampling = Sampling.from_preset(preset, max_tokens=max_new_tokens, seed=request.seed)
         started = time.perf_counter()
         try:
-            with urllib.request.urlopen(http, timeout=self.timeout) as response:
-                answer = json.load(response)
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:300]
-            raise InputError.at(f"{self.url}/chat/completions", f"HTTP {exc.code}: {detail}",
+            answer = self.client.chat(self.model, request.messages, sampling)
+        except ModelNotFound as error:
+            raise InputError.at(self.client.endpoint, error.message,
                                 f"check that the server serves a model named {self.model!r}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            raise InputError.at(self.url, f"cannot reach the endpoint: {exc}",
-                                "start it with storyteller serve, or check --endpoint") from None
-        choice = answer["choices"][0]
-        usage = answer.get("usage") or {}
-        return Generation(choice["message"]["content"].strip(), choice.get("finish_reason") or "length",
-                          int(usage.get("completion_tokens", 0)), time.perf_counter() - started)
+        except ClientError as error:
+            raise InputError.at(self.client.endpoint, error.message, error.hint) from None
+        return Generation(answer.text.strip(), answer.finish_reason or "length",
+                          int(answer.completion_tokens or 0), time.perf_counter() - started)
 
     def generate(self, requests: Sequence[Request], preset: SamplingPreset, max_new_tokens: int,
                  on_done: Progress = lambda n: None) -> dict[str, Generation]:
@@ -161,7 +143,7 @@ class EndpointEngine:
             return dict(pool.map(one, requests))
 
     def close(self) -> None:
-        pass
+        self.client.close()
 
 
 def vllm_available() -> bool:

@@ -6,6 +6,7 @@ from storyteller.config import load_config, parse_override
 from storyteller.curate.config import CurateConfig
 from storyteller.errors import ConfigError
 from storyteller.evaluate.config import EvaluateConfig
+from storyteller.serve.config import ServeConfig
 from storyteller.train.config import FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +21,8 @@ def test_every_shipped_config_loads(path):
         cluster = ClusterConfig.from_yaml_file(path)
         assert cluster.num_processes >= 2 and cluster.distributed_type
         return
-    classes = {"curate": CurateConfig, "finetune": FinetuneConfig, "evaluate": EvaluateConfig}
+    classes = {"curate": CurateConfig, "finetune": FinetuneConfig, "evaluate": EvaluateConfig,
+               "serve": ServeConfig}
     assert stage in classes, f"{path} belongs to no known stage"
     config = load_config(classes[stage], path)
     assert isinstance(config, classes[stage])
@@ -30,6 +32,7 @@ def test_default_yaml_matches_dataclass_defaults():
     assert load_config(CurateConfig, ROOT / "configs/curate/default.yaml") == CurateConfig()
     assert load_config(FinetuneConfig, ROOT / "configs/finetune/default.yaml") == FinetuneConfig()
     assert load_config(EvaluateConfig, ROOT / "configs/evaluate/default.yaml") == EvaluateConfig()
+    assert load_config(ServeConfig, ROOT / "configs/serve/default.yaml") == ServeConfig()
 
 
 def test_unknown_key_names_key_file_and_line(tmp_path):

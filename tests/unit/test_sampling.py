@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from storyteller.evaluate.generate import chat_body, vllm_sampling
+from storyteller.evaluate.generate import vllm_sampling
+from storyteller.serve.client import Sampling
 from storyteller.sampling import PRESETS, preset
 
 
@@ -15,12 +16,13 @@ def test_presets_are_named_and_unknown_names_say_which_exist():
         preset("spicy")
 
 
-def test_chat_body_sends_extensions_only_when_set():
-    messages = [{"role": "user", "content": "hi"}]
-    body = chat_body("m", messages, preset("story"), 100, seed=7)
-    assert body == {"model": "m", "messages": messages, "max_tokens": 100, "temperature": 0.8,
-                    "top_p": 0.95, "seed": 7}
-    assert chat_body("m", messages, preset("focused"), 100, 7)["repetition_penalty"] == 1.05
+def test_endpoint_body_sends_extensions_only_when_set():
+    body = Sampling.from_preset("story", max_tokens=100, seed=7).body()
+    assert body == {"max_tokens": 100, "temperature": 0.8, "top_p": 0.95, "seed": 7}
+    assert Sampling.from_preset("focused", max_tokens=100).body()["repetition_penalty"] == 1.05
+    # Greedy sends no nucleus settings; an override beats the preset.
+    assert Sampling.from_preset("greedy").body() == {"temperature": 0.0, "max_tokens": 1024}
+    assert Sampling.from_preset("story", temperature=0.3, top_k=40).body()["top_k"] == 40
 
 
 def test_vllm_sampling_maps_every_setting():

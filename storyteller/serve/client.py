@@ -1,0 +1,275 @@
+"""`storyteller.serve.client`: how the app, `storyteller write` and `evaluate --endpoint` talk to
+an endpoint. Built on the official `openai` client, which brings timeouts, bounded retries with
+exponential backoff (429, 5xx, connection errors) and streaming; this module adds storyteller's
+prompt renderer and sampling presets, the served models' metadata, and errors that say what
+happened in words a writer can act on."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+from storyteller.errors import Problem, StorytellerError
+from storyteller.prompts import SYSTEM_PROMPT, StoryRequest, render_messages
+from storyteller.sampling import SamplingPreset, preset as named_preset
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
+
+
+class ClientError(StorytellerError):
+    """Something went wrong talking to the endpoint; `message` is meant for people."""
+
+    def __init__(self, message: str, hint: str = "", endpoint: str = ""):
+        super().__init__(Problem(endpoint, message, hint))
+        self.message, self.hint, self.endpoint = message, hint, endpoint
+
+
+class EndpointUnreachable(ClientError):
+    pass
+
+
+class EndpointTimeout(ClientError):
+    pass
+
+
+class Unauthorized(ClientError):
+    pass
+
+
+class BadRequest(ClientError):
+    pass
+
+
+class ModelNotFound(ClientError):
+    pass
+
+
+class EndpointBusy(ClientError):
+    pass
+
+
+class EngineFailed(ClientError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    id: str
+    max_model_len: int | None = None
+    # The model's storyteller.json subset: genres, styles, controls, control_schema …
+    storyteller: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def genres(self) -> list[str]:
+        return list(self.storyteller.get("genres") or [])
+
+    @property
+    def styles(self) -> list[str]:
+        return list(self.storyteller.get("styles") or [])
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """What a story is sampled with: a preset, with any field overridden."""
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    max_tokens: int = 1024
+    seed: int | None = None
+
+    @classmethod
+    def from_preset(cls, preset: SamplingPreset | str, **overrides) -> "Sampling":
+        chosen = named_preset(preset) if isinstance(preset, str) else preset
+        values = {"temperature": chosen.temperature, "top_p": chosen.top_p, "top_k": chosen.top_k,
+                  "repetition_penalty": chosen.repetition_penalty}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def body(self) -> dict[str, Any]:
+        """The request parameters; storyteller's extras go in the body next to OpenAI's."""
+        body: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        if self.temperature > 0:
+            body["top_p"] = self.top_p
+            if self.top_k:
+                body["top_k"] = self.top_k
+            if self.min_p:
+                body["min_p"] = self.min_p
+        if self.repetition_penalty != 1.0:
+            body["repetition_penalty"] = self.repetition_penalty
+        if self.seed is not None:
+            body["seed"] = self.seed
+        return body
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+def story_messages(request: StoryRequest, system_prompt: str | None = SYSTEM_PROMPT) -> list[dict]:
+    """The exact messages training used for this request (storyteller.prompts)."""
+    return render_messages(request, system_prompt=system_prompt)
+
+
+class StoryClient:
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, api_key: str | None = None,
+                 timeout: float = 60.0, max_retries: int = 2, connect_timeout: float = 5.0):
+        import openai
+
+        self.endpoint = endpoint.rstrip("/")
+        base = self.endpoint if self.endpoint.endswith("/v1") else f"{self.endpoint}/v1"
+        self.root = base[:-len("/v1")]
+        self.api_key = api_key
+        self.timeout = timeout
+        self._openai = openai.OpenAI(base_url=base, api_key=api_key or "no-key",
+                                     timeout=openai.Timeout(timeout, connect=connect_timeout),
+                                     max_retries=max_retries)
+
+    # -- errors -------------------------------------------------------------------------------
+    def _translate(self, error: Exception) -> ClientError:
+        import openai
+
+        where = self.endpoint
+        if isinstance(error, openai.APITimeoutError):
+            return EndpointTimeout(f"no answer within {self.timeout:.0f} s",
+                                   "the model may be busy or the story long; try again or raise "
+                                   "the timeout", where)
+        if isinstance(error, openai.APIConnectionError):
+            return EndpointUnreachable("cannot reach the endpoint",
+                                       "is `storyteller serve` running at this address?", where)
+        if isinstance(error, openai.AuthenticationError):
+            return Unauthorized("the endpoint refused the API key" if self.api_key else
+                                "the endpoint needs an API key",
+                                "set the key the server was started with", where)
+        message = _message_of(error)
+        if isinstance(error, openai.NotFoundError):
+            return ModelNotFound(message, "pick one of the served models", where)
+        if isinstance(error, openai.RateLimitError):
+            return EndpointBusy(message, "too many requests; wait a moment", where)
+        if isinstance(error, (openai.BadRequestError, openai.UnprocessableEntityError)):
+            return BadRequest(message, "change the named parameter", where)
+        if isinstance(error, openai.APIStatusError):
+            if error.status_code == 503:
+                return EndpointBusy(message, "the engine is starting or overloaded; try again "
+                                             "shortly", where)
+            return EngineFailed(message, "see the server's output", where)
+        return ClientError(str(error), "", where)
+
+    # -- endpoint ---------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """The endpoint's /health answer; raises EndpointUnreachable when it has none."""
+        try:
+            with urllib.request.urlopen(f"{self.root}/health", timeout=5) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            raise EngineFailed(f"the endpoint is not healthy ({error.code})",
+                               "the engine may still be loading", self.endpoint) from None
+        except (urllib.error.URLError, OSError):
+            raise EndpointUnreachable("cannot reach the endpoint",
+                                      "is `storyteller serve` running at this address?",
+                                      self.endpoint) from None
+
+    def models(self) -> list[ServedModel]:
+        try:
+            page = self._openai.models.list()
+        except Exception as error:  # openai's errors, translated
+            raise self._translate(error) from None
+        models = []
+        for entry in page.data:
+            extra = entry.model_extra or {}
+            models.append(ServedModel(entry.id, extra.get("max_model_len"),
+                                      extra.get("storyteller") or {}))
+        return models
+
+    # -- generation ---------------------------------------------------------------------------
+    def chat(self, model: str, messages: list[dict], sampling: Sampling = Sampling()) -> Completion:
+        import openai
+
+        params = sampling.body()
+        try:
+            answer = self._openai.chat.completions.create(
+                model=model, messages=messages, **_standard(params), extra_body=_extras(params))
+        except openai.OpenAIError as error:
+            raise self._translate(error) from None
+        choice = answer.choices[0]
+        usage = answer.usage
+        return Completion(choice.message.content or "", choice.finish_reason,
+                          usage.prompt_tokens if usage else None,
+                          usage.completion_tokens if usage else None)
+
+    def stream(self, model: str, messages: list[dict],
+               sampling: Sampling = Sampling()) -> Iterator[str | Completion]:
+        """Text pieces, then one final Completion holding the whole text and finish reason.
+        Closing the iterator early (a stop button) closes the connection, which stops the
+        engine's generation."""
+        import openai
+
+        params = sampling.body()
+        parts: list[str] = []
+        finish = None
+        try:
+            stream = self._openai.chat.completions.create(
+                model=model, messages=messages, stream=True, **_standard(params),
+                extra_body=_extras(params))
+            with stream:
+                for chunk in stream:
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    piece = choice.delta.content if choice.delta else None
+                    if piece:
+                        parts.append(piece)
+                        yield piece
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+        except openai.OpenAIError as error:
+            raise self._translate(error) from None
+        yield Completion("".join(parts), finish)
+
+    def complete(self, model: str, prompt: str, sampling: Sampling = Sampling()) -> Completion:
+        import openai
+
+        params = sampling.body()
+        try:
+            answer = self._openai.completions.create(model=model, prompt=prompt,
+                                                     **_standard(params),
+                                                     extra_body=_extras(params))
+        except openai.OpenAIError as error:
+            raise self._translate(error) from None
+        choice = answer.choices[0]
+        return Completion(choice.text, choice.finish_reason,
+                          answer.usage.prompt_tokens if answer.usage else None,
+                          answer.usage.completion_tokens if answer.usage else None)
+
+    def write(self, request: StoryRequest, model: str, sampling: Sampling = Sampling(),
+              system_prompt: str | None = SYSTEM_PROMPT) -> Iterator[str | Completion]:
+        """Stream the story for `request`, prompted exactly as in training."""
+        return self.stream(model, story_messages(request, system_prompt), sampling)
+
+    def close(self) -> None:
+        self._openai.close()
+
+
+def _standard(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k in ("temperature", "top_p", "max_tokens", "seed")}
+
+
+def _extras(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k in ("top_k", "min_p", "repetition_penalty")}
+
+
+def _message_of(error: Exception) -> str:
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return str(getattr(error, "message", None) or error)

@@ -1,0 +1,61 @@
+"""The serve stage's configuration (every option of `storyteller serve`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from storyteller.config import require
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class VllmConfig:
+    # Fraction of GPU memory vLLM may take for weights and KV cache.
+    gpu_memory_utilization: float = 0.9
+    # GPUs to shard the model over; 0: every visible GPU.
+    tensor_parallel_size: int = 0
+    # dtype of the weights on the GPU (auto: the model's, bf16 for fp32 checkpoints on GPUs
+    # that have it).
+    dtype: str = "auto"
+
+    def __post_init__(self):
+        require(0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", "must be in (0, 1]")
+        require(self.tensor_parallel_size >= 0, "tensor_parallel_size", "must be 0 or more")
+
+
+@dataclass
+class CpuConfig:
+    # Continuous batching (paged attention) in `transformers serve`: concurrent requests share
+    # forward passes instead of queueing. Measured in docs/BENCHMARKS.md (serve).
+    continuous_batching: bool = True
+    # dtype on the CPU: fp32 unless the CPU has native bf16 (see storyteller.train.model).
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+
+
+@dataclass
+class ServeConfig:
+    # A model directory written by `storyteller merge` (or any HF model directory).
+    model: str = ""
+    # The name clients ask for (default: the model directory's name).
+    served_name: str = ""
+    # auto: vLLM where a CUDA GPU and the vllm package are present, else the CPU engine.
+    engine: Literal["auto", "vllm", "cpu"] = "auto"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Required for any host other than loopback. Read from $STORYTELLER_API_KEY when empty.
+    api_key: str = ""
+    # Adapters served unmerged next to the model (vLLM only), each `path` or `name=path`.
+    adapters: list[str] = field(default_factory=list)
+    # Longest prompt + story in tokens (0: the model's own limit).
+    max_model_len: int = 0
+    # Seconds to wait for the engine to load and answer its health check.
+    startup_timeout: float = 900.0
+    vllm: VllmConfig = field(default_factory=VllmConfig)
+    cpu: CpuConfig = field(default_factory=CpuConfig)
+
+    def __post_init__(self):
+        require(0 < self.port < 65536, "port", "must be a TCP port (1-65535)")
+        require(self.max_model_len >= 0, "max_model_len", "must be 0 (the model's) or more")
+        require(self.startup_timeout > 0, "startup_timeout", "must be positive")

@@ -1,0 +1,236 @@
+"""The engines behind the endpoint and how they are launched: `vllm serve` on a GPU,
+`transformers serve` on a CPU. Each runs as a child process on a private loopback port; the
+gateway (storyteller.serve.gateway) is the only thing that talks to it.
+
+Command lines are pure functions of the settings, so they are unit-tested without either engine."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from threading import Thread
+
+from storyteller.errors import InputError
+from storyteller.serve.config import ServeConfig
+from storyteller.serve.preflight import Adapter, lora_rank_limit, read_json
+
+
+@dataclass(frozen=True)
+class EngineLaunch:
+    kind: str  # vllm | transformers
+    command: list[str]
+    port: int
+    # Model name the engine expects in requests (vLLM: the served name; transformers serve:
+    # the directory it loaded).
+    engine_model: str
+    # Key the gateway sends to the engine (vLLM checks it; transformers serve has no check and
+    # listens on loopback only).
+    engine_key: str | None
+    env: dict[str, str]
+
+
+def gpu_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def vllm_installed() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def choose_engine(requested: str) -> tuple[str, str]:
+    """(engine, why) for `requested` auto | vllm | cpu."""
+    if requested == "cpu":
+        return "transformers", "asked for the CPU engine"
+    gpu, vllm = gpu_available(), vllm_installed()
+    if requested == "vllm":
+        if not gpu:
+            raise InputError.at("--engine vllm", "vLLM needs a CUDA GPU and none is visible",
+                                "use --engine cpu (transformers serve) or auto")
+        if not vllm:
+            raise InputError.at("--engine vllm", "the vllm package is not installed",
+                                "pip install vllm (on the GPU machine), or use --engine cpu")
+        return "vllm", "asked for vLLM"
+    if gpu and vllm:
+        return "vllm", "a CUDA GPU and vLLM are present"
+    if gpu:
+        return "transformers", "a CUDA GPU but no vllm package: transformers serve on the GPU"
+    return "transformers", "no CUDA GPU: transformers serve on the CPU"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def max_model_len(model_dir: Path, requested: int) -> int:
+    """The requested limit, else the model's own (max_position_embeddings)."""
+    if requested:
+        return requested
+    config = read_json(model_dir / "config.json") or {}
+    return int(config.get("max_position_embeddings") or 2048)
+
+
+def vllm_command(cfg: ServeConfig, model_dir: Path, served_name: str, adapters: list[Adapter],
+                 adapter_ranks: list[int], port: int, engine_key: str, gpus: int) -> list[str]:
+    """`vllm serve` for the model: its served name, length limit, chat template, key, adapters
+    served unmerged as LoRA, and tensor parallelism over `gpus`."""
+    command = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model_dir),
+               "--served-model-name", served_name,
+               "--host", "127.0.0.1", "--port", str(port),
+               "--max-model-len", str(max_model_len(model_dir, cfg.max_model_len)),
+               "--chat-template", str(model_dir / "chat_template.jinja"),
+               "--generation-config", "auto",
+               "--dtype", cfg.vllm.dtype,
+               "--gpu-memory-utilization", str(cfg.vllm.gpu_memory_utilization),
+               "--api-key", engine_key]
+    tensor_parallel = cfg.vllm.tensor_parallel_size or gpus
+    if tensor_parallel > 1:
+        command += ["--tensor-parallel-size", str(tensor_parallel)]
+    if adapters:
+        command += ["--enable-lora", "--max-loras", str(len(adapters)),
+                    "--max-lora-rank", str(lora_rank_limit(max(adapter_ranks))),
+                    "--lora-modules", *[f"{a.name}={a.path}" for a in adapters]]
+    return command
+
+
+def transformers_command(cfg: ServeConfig, model_dir: Path, port: int, device: str) -> list[str]:
+    """`transformers serve` with the model preloaded, on loopback."""
+    dtype = cfg.cpu.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if device == "cuda" else cpu_dtype()
+    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir),
+               "--host", "127.0.0.1", "--port", str(port), "--device", device,
+               "--dtype", dtype, "--log-level", "warning"]
+    if cfg.cpu.continuous_batching:
+        command.append("--continuous-batching")
+    return command
+
+
+def cpu_dtype() -> str:
+    from storyteller.train.model import cpu_has_native_bf16
+
+    return "bfloat16" if cpu_has_native_bf16() else "float32"
+
+
+def gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except ImportError:
+        return 0
+
+
+def plan_launch(cfg: ServeConfig, engine: str, model_dir: Path, served_name: str,
+                adapters: list[Adapter]) -> EngineLaunch:
+    port = free_port()
+    env = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+           "TOKENIZERS_PARALLELISM": "false"}
+    if engine == "vllm":
+        key = secrets.token_urlsafe(24)
+        ranks = [int((read_json(a.path / "adapter_config.json") or {}).get("r") or 0)
+                 for a in adapters]
+        command = vllm_command(cfg, model_dir, served_name, adapters, ranks, port, key,
+                               gpu_count())
+        return EngineLaunch("vllm", command, port, served_name, key, env)
+    if adapters:
+        raise InputError.at("--adapter", "the CPU engine cannot serve adapters unmerged",
+                            "merge each run into a model directory (storyteller merge) and "
+                            "serve that, or serve on a GPU with vLLM")
+    device = "cuda" if gpu_available() else "cpu"
+    command = transformers_command(cfg, model_dir, port, device)
+    return EngineLaunch("transformers", command, port, str(model_dir), None, env)
+
+
+class EngineProcess:
+    """The engine child process: started in its own process group, its output kept (the last
+    lines explain a failed start), stopped with the group."""
+
+    def __init__(self, launch: EngineLaunch, log: Path | None = None):
+        self.launch = launch
+        self.tail: deque[str] = deque(maxlen=40)
+        self.log = open(log, "a", encoding="utf-8") if log else None
+        self.process = subprocess.Popen(
+            launch.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, **launch.env}, start_new_session=True, bufsize=1)
+        Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        for line in self.process.stdout:
+            self.tail.append(line.rstrip())
+            if self.log:
+                self.log.write(line)
+                self.log.flush()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.launch.port}"
+
+    def wait_healthy(self, timeout: float, progress=None) -> None:
+        """Poll the engine's /health until it answers 200; fail with its last output if it
+        exits or the timeout passes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise InputError.at(f"engine {self.launch.kind}", f"exited with code "
+                                    f"{self.process.returncode} while starting:\n  "
+                                    + "\n  ".join(list(self.tail)[-15:]),
+                                    "see the lines above")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if progress:
+                progress()
+            time.sleep(0.5)
+        self.stop()
+        raise InputError.at(f"engine {self.launch.kind}", f"did not answer /health within "
+                            f"{timeout:.0f} s", "raise serve's startup_timeout, or look at its "
+                            "output:\n  " + "\n  ".join(list(self.tail)[-15:]))
+
+    def warm_up(self, body: dict, timeout: float = 300) -> None:
+        """One tiny request, so the first user does not pay for lazy initialisation."""
+        headers = {"content-type": "application/json"}
+        if self.launch.engine_key:
+            headers["authorization"] = f"Bearer {self.launch.engine_key}"
+        request = urllib.request.Request(f"{self.url}/v1/chat/completions", method="POST",
+                                         data=json.dumps(body).encode(), headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                response.read()
+        except (urllib.error.URLError, OSError):
+            pass  # a failing engine shows itself on the first real request, with its message
+
+    def stop(self, grace: float = 10) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=grace)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self.log:
+            self.log.close()
+            self.log = None

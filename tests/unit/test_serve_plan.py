@@ -1,0 +1,179 @@
+"""Serving without an engine: the preflight checks on real files, the vLLM and transformers serve
+command lines, request validation and translation, and the sampling body the client sends."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from storyteller.config import load_config
+from storyteller.serve.config import ServeConfig
+from storyteller.serve.engines import transformers_command, vllm_command
+from storyteller.serve.gateway import ApiError, ServedModel, engine_body, validate
+from storyteller.serve.preflight import (Adapter, check_adapter, check_model, lora_rank_limit,
+                                         parse_adapter)
+from tests.conftest import ROOT
+
+TEMPLATE = "{% for m in messages %}<|im_start|>{{ m.content }}<|im_end|>{% endfor %}"
+
+
+def model_dir(tmp_path: Path, *, template=True, eos=(2,), metadata=True, weights=True) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"max_position_embeddings": 2048}))
+    if weights:
+        (folder / "model.safetensors").write_bytes(b"0")
+    if template:
+        (folder / "chat_template.jinja").write_text(TEMPLATE)
+    (folder / "tokenizer.json").write_text(json.dumps({
+        "added_tokens": [{"id": 0, "content": "<|endoftext|>"}, {"id": 1, "content": "<|im_start|>"},
+                         {"id": 2, "content": "<|im_end|>"}],
+        "model": {"vocab": {"a": 3, "b": 4}}}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|im_end|>"}))
+    if eos is not None:
+        (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": list(eos)}))
+    if metadata:
+        (folder / "storyteller.json").write_text(json.dumps(
+            {"control_schema": {"genre": {}}, "header_fields": ["genre"]}))
+    return folder
+
+
+def adapter_dir(tmp_path: Path, name="fables", **config) -> Adapter:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps(
+        {"peft_type": "LORA", "r": 16, "target_modules": ["q_proj", "v_proj"], **config}))
+    return Adapter(name, folder)
+
+
+def test_a_merged_model_directory_passes(tmp_path):
+    assert check_model(model_dir(tmp_path)) == []
+
+
+@pytest.mark.parametrize("kwargs, where, words", [
+    ({"template": False}, "chat_template.jinja", "no chat template"),
+    ({"eos": None}, "generation_config.json", "no eos_token_id"),
+    ({"eos": (0,)}, "generation_config.json", "lacks stop id(s) [2]"),
+    ({"metadata": False}, "storyteller.json", "missing"),
+    ({"weights": False}, "model", "no weights"),
+])
+def test_each_missing_piece_is_named_with_what_to_do(tmp_path, kwargs, where, words):
+    problems = check_model(model_dir(tmp_path, **kwargs))
+    assert len(problems) == 1
+    assert where in problems[0].where and words in problems[0].message
+    assert "storyteller merge" in problems[0].hint
+
+
+def test_an_adapter_directory_is_not_a_model(tmp_path):
+    adapter = adapter_dir(tmp_path)
+    [problem] = check_model(adapter.path)
+    assert "is an adapter" in problem.message and "merge" in problem.hint
+
+
+def test_a_plain_lora_adapter_passes(tmp_path):
+    base = model_dir(tmp_path)
+    assert check_adapter(adapter_dir(tmp_path), base) == []
+
+
+@pytest.mark.parametrize("config, words", [
+    ({"r": 1024}, "above the engine's maximum LoRA rank 512"),
+    ({"modules_to_save": ["lm_head"]}, "trains the embedding or output layer (lm_head)"),
+    ({"target_modules": ["q_proj", "embed_tokens"]}, "(embed_tokens)"),
+    ({"trainable_token_indices": [5]}, "trainable_token_indices"),
+    ({"use_dora": True}, "DoRA"),
+])
+def test_adapters_an_engine_cannot_serve_are_refused(tmp_path, config, words):
+    problems = check_adapter(adapter_dir(tmp_path, **config), model_dir(tmp_path))
+    assert any(words in p.message for p in problems), problems
+
+
+def test_an_adapter_that_adds_tokens_is_refused(tmp_path):
+    base = model_dir(tmp_path)
+    adapter = adapter_dir(tmp_path)
+    tokens = json.loads((base / "tokenizer.json").read_text())
+    tokens["added_tokens"].append({"id": 5, "content": "<|genre|>"})
+    (adapter.path / "tokenizer.json").write_text(json.dumps(tokens))
+    [problem] = check_adapter(adapter, base)
+    assert "adds 1 token(s)" in problem.message and "<|genre|>" in problem.message
+
+
+def test_lora_ranks_round_up_to_what_vllm_accepts():
+    assert [lora_rank_limit(r) for r in (1, 4, 16, 17, 300, 512, 513)] == \
+        [1, 8, 16, 32, 320, 512, None]
+
+
+def test_adapter_specs_name_runs_by_their_folder(tmp_path):
+    run = tmp_path / "runs" / "noir"
+    (run / "final").mkdir(parents=True)
+    assert parse_adapter(str(run)) == Adapter("noir", run / "final")
+    assert parse_adapter(f"dark={run}") == Adapter("dark", run / "final")
+
+
+def test_vllm_command_line(tmp_path):
+    cfg = load_config(ServeConfig, ROOT / "configs/serve/default.yaml", ["max_model_len=4096"])
+    folder = model_dir(tmp_path)
+    adapters = [Adapter("fables", tmp_path / "a"), Adapter("noir", tmp_path / "b")]
+    command = vllm_command(cfg, folder, "quickstart", adapters, [16, 24], 9123, "secret", gpus=2)
+    joined = " ".join(command)
+    assert command[:5] == [command[0], "-m", "vllm.entrypoints.cli.main", "serve", str(folder)]
+    for flag in ("--served-model-name quickstart", "--host 127.0.0.1", "--port 9123",
+                 "--max-model-len 4096", f"--chat-template {folder / 'chat_template.jinja'}",
+                 "--api-key secret", "--enable-lora", "--max-loras 2", "--max-lora-rank 32",
+                 f"--lora-modules fables={tmp_path / 'a'} noir={tmp_path / 'b'}",
+                 "--tensor-parallel-size 2"):
+        assert flag in joined, flag
+    single = vllm_command(load_config(ServeConfig, None, []), folder, "q", [], [], 1, "k", gpus=1)
+    assert "--enable-lora" not in single and "--tensor-parallel-size" not in single
+    assert "2048" in single  # max model length from config.json when not set
+
+
+def test_transformers_command_line(tmp_path):
+    cfg = load_config(ServeConfig, None, [])
+    command = transformers_command(cfg, tmp_path, 9000, "cpu")
+    assert command[1:5] == ["-m", "transformers.cli.transformers", "serve", str(tmp_path)]
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+    assert "--continuous-batching" in command
+    off = load_config(ServeConfig, None, ["cpu.continuous_batching=false"])
+    assert "--continuous-batching" not in transformers_command(off, tmp_path, 9000, "cpu")
+
+
+MODELS = {"tiny": ServedModel("tiny", "/models/tiny", 512, {},
+                              {"eos_token_id": [0, 2], "pad_token_id": 2, "bos_token_id": 1})}
+
+
+def test_validation_accepts_a_full_request_and_names_bad_parameters():
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10,
+            "temperature": 0.7, "top_p": 0.9, "top_k": 40, "min_p": 0.05,
+            "repetition_penalty": 1.1, "seed": 3, "stream": True, "stop": ["THE END"]}
+    assert validate(body, "chat", MODELS)[1].name == "tiny"
+    for change, param in ((("max_tokens", 513), "max_tokens"), (("top_p", 0), "top_p"),
+                          (("seed", 1.5), "seed"), (("stream", "yes"), "stream"),
+                          (("stop", ["a"] * 5), "stop"), (("top_k", True), "top_k")):
+        with pytest.raises(ApiError) as error:
+            validate({**body, change[0]: change[1]}, "chat", MODELS)
+        assert error.value.status == 400 and error.value.param == param
+    with pytest.raises(ApiError, match="prompt must be"):
+        validate({"model": "tiny", "prompt": ""}, "completions", MODELS)
+
+
+def test_transformers_engine_gets_sampling_as_a_generation_config_with_every_stop_id():
+    body = {"model": "tiny", "messages": [], "max_tokens": 50, "temperature": 0.7, "top_p": 0.9,
+            "top_k": 40, "repetition_penalty": 1.1, "seed": 3}
+    out = engine_body(body, "chat", MODELS["tiny"], "transformers")
+    config = json.loads(out.pop("generation_config"))
+    assert out == {"model": "/models/tiny", "messages": [], "max_tokens": 50, "temperature": 0.7,
+                   "top_p": 0.9, "seed": 3}
+    assert config == {"eos_token_id": [0, 2], "pad_token_id": 2, "bos_token_id": 1,
+                      "do_sample": True, "max_new_tokens": 50, "temperature": 0.7, "top_p": 0.9,
+                      "top_k": 40, "repetition_penalty": 1.1}
+    greedy = json.loads(engine_body({"model": "tiny", "messages": [], "temperature": 0}, "chat",
+                                    MODELS["tiny"], "transformers")["generation_config"])
+    assert greedy["do_sample"] is False and "top_k" not in greedy
+
+
+def test_vllm_engine_gets_the_extras_as_they_are():
+    body = {"model": "tiny", "prompt": "x", "top_k": 40, "min_p": 0.1, "repetition_penalty": 1.2}
+    out = engine_body(body, "completions", MODELS["tiny"], "vllm")
+    assert out == {**body, "model": "/models/tiny"}
