@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: set up, curate the starter corpus into data/starter,
-# fine-tune SmolLM2-135M on it (configs/finetune/quickstart.yaml) into runs/quickstart, then
+# fine-tune SmolLM2-135M on it (configs/finetune/quickstart.yaml) into runs/quickstart,
 # evaluate the tuned model against its base (configs/evaluate/quickstart.yaml) into
-# runs/quickstart/evaluation.
+# runs/quickstart/evaluation, merge it into models/quickstart (verified), and serve it at
+# http://127.0.0.1:8000/v1 until Ctrl+C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,6 +13,16 @@ bash scripts/setup.sh
   --out runs/quickstart --resume
 # Saved stories are reused: an interrupted evaluation continues where it stopped.
 .venv/bin/storyteller evaluate --config configs/evaluate/quickstart.yaml
+# Merge again only when the run's adapter is newer than the verified model.
+if [ ! -f models/quickstart/verification.json ] || \
+   [ runs/quickstart/final/adapter_model.safetensors -nt models/quickstart/verification.json ]; then
+  .venv/bin/storyteller merge --run runs/quickstart --out models/quickstart --force
+fi
 echo "demo: curated dataset in data/starter (see data/starter/report.md)"
 echo "demo: fine-tuned model in runs/quickstart/final (see runs/quickstart/summary.json and plots/)"
 echo "demo: evaluation report in runs/quickstart/evaluation/report.html (and report.md)"
+echo "demo: merged, verified model in models/quickstart (see verification.json)"
+echo "demo: serving it now; in another terminal try:"
+echo "        .venv/bin/storyteller write \"A fox guards a lighthouse\" --genre fable --style moral"
+echo "        curl -s http://127.0.0.1:8000/v1/models"
+exec .venv/bin/storyteller serve --model models/quickstart

@@ -1,0 +1,276 @@
+"""Serving latency and throughput: `storyteller serve` against plain in-process `generate`, side
+by side in one invocation, on the same model, prompts and sampling.
+
+Contenders:
+
+- storyteller serve: the real command in a subprocess (gateway + engine), driven over HTTP with
+  the official `openai` client, streaming; once with the CPU engine's continuous batching on
+  (the default) and once with it off.
+- in-process generate: `model.generate` on the same merged model in this process, with a
+  streamer for the time to first token; 8 streams = one left-padded batch of the 8 prompts.
+
+Measured per contender:
+
+- time to first token (TTFT): request sent → first piece of story text, p50 and p95 over the
+  single-stream requests;
+- one stream: completion tokens / seconds of each request, requests one after another;
+- 8 streams: all completion tokens / wall seconds with 8 requests in flight at once.
+
+Targets on CPU (docs/BENCHMARKS.md): TTFT p50 ≤ 0.5 s, one stream ≥ 20 tokens/s, 8 streams ≥ 3×
+one stream's throughput.
+
+    .venv/bin/python bench/serve.py [--model models/quickstart] [--max-tokens 128]
+        [--requests 8] [--streams 8] [--write docs/BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PREMISES = [
+    ("fable", "moral", "A tortoise lends its shell to a snail for one rainy night."),
+    ("ghost story", "plain", "The ferry arrives at dawn with every seat warm and no one aboard."),
+    ("mystery", "noir", "A pawnbroker is handed the same ring by three different widows."),
+    ("science fiction", "log", "The station's plants start growing toward the dark side."),
+    ("fairy tale", "refrain", "A miller's daughter trades her shadow for a week of sunshine."),
+    ("adventure", "plain", "Two cousins follow a river that runs uphill after midnight."),
+    ("romance", "lyrical", "Two rival bakers share one oven after a fire."),
+    ("slice of life", "plain", "A bus driver learns the names of every passenger in a year."),
+]
+
+
+def messages(index: int) -> list[dict]:
+    from storyteller.prompts import StoryRequest
+    from storyteller.serve.client import story_messages
+
+    genre, style, premise = PREMISES[index % len(PREMISES)]
+    return story_messages(StoryRequest(controls={"genre": genre, "style": style},
+                                       premise=premise))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+# ------------------------------------------------------------------------ over HTTP
+
+def one_request(api, name: str, index: int, max_tokens: int, seed: int) -> dict:
+    started = time.perf_counter()
+    first, tokens, pieces = None, 0, 0
+    stream = api.chat.completions.create(
+        model=name, messages=messages(index), max_tokens=max_tokens, temperature=0.8,
+        top_p=0.95, seed=seed, stream=True)
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces += 1
+            if first is None:
+                first = time.perf_counter()
+        if getattr(chunk, "usage", None):
+            tokens = chunk.usage.completion_tokens
+    ended = time.perf_counter()
+    return {"ttft": (first or ended) - started, "seconds": ended - started,
+            "tokens": tokens or pieces}
+
+
+def bench_server(model: Path, args, extra: list[str]) -> dict:
+    import openai
+
+    from storyteller.serve.engines import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "storyteller.cli", "serve", "--model",
+                                str(model), "--port", str(port), *extra],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, env={**os.environ, "STORYTELLER_QUIET": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait(url, process)
+        api = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=600)
+        name = api.models.list().data[0].id
+        one_request(api, name, 0, 8, 0)  # warm-up
+        single = [one_request(api, name, i, args.max_tokens, 100 + i) for i in range(args.requests)]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(args.streams) as pool:
+            many = list(pool.map(lambda i: one_request(api, name, i, args.max_tokens, 200 + i),
+                                 range(args.streams)))
+        wall = time.perf_counter() - started
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    return summarise(single, many, wall)
+
+
+def wait(url: str, process: subprocess.Popen, timeout: float = 600) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"storyteller serve exited: {process.stderr.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit("storyteller serve did not become healthy")
+
+
+def summarise(single: list[dict], many: list[dict], wall: float) -> dict:
+    ttfts = [r["ttft"] for r in single]
+    one = sum(r["tokens"] for r in single) / sum(r["seconds"] for r in single)
+    eight = sum(r["tokens"] for r in many) / wall
+    return {"ttft_p50": statistics.median(ttfts), "ttft_p95": percentile(ttfts, 0.95),
+            "one_stream_tps": one, "many_streams_tps": eight, "ratio": eight / one,
+            "tokens_single": sum(r["tokens"] for r in single),
+            "tokens_many": sum(r["tokens"] for r in many),
+            "many_ttft_p50": statistics.median(r["ttft"] for r in many)}
+
+
+# ------------------------------------------------------------------------ in-process
+
+def bench_generate(model_dir: Path, args) -> dict:
+    import threading
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
+
+    from storyteller.serve.merge import stop_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    stops = stop_ids(tokenizer)
+
+    def encode(indices):
+        tokenizer.padding_side = "left"
+        texts = [tokenizer.apply_chat_template(messages(i), add_generation_prompt=True,
+                                               tokenize=False) for i in indices]
+        return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+    def run(indices, seed, streamer=None):
+        torch.manual_seed(seed)
+        batch = encode(indices)
+        with torch.inference_mode():
+            out = model.generate(**batch, do_sample=True, temperature=0.8, top_p=0.95,
+                                 max_new_tokens=args.max_tokens, eos_token_id=stops,
+                                 pad_token_id=tokenizer.pad_token_id, streamer=streamer)
+        new = out[:, batch["input_ids"].shape[1]:]
+        return int(sum((row != tokenizer.pad_token_id).sum() for row in new)) \
+            if len(indices) > 1 else int(new.shape[1])
+
+    run([0], 0)  # warm-up
+    single = []
+    for i in range(args.requests):
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        started = time.perf_counter()
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(tokens=run([i], 100 + i, streamer)))
+        thread.start()
+        first = None
+        for piece in streamer:
+            if piece and first is None:
+                first = time.perf_counter()
+        thread.join()
+        ended = time.perf_counter()
+        single.append({"ttft": (first or ended) - started, "seconds": ended - started,
+                       "tokens": result["tokens"]})
+    started = time.perf_counter()
+    tokens = run(list(range(args.streams)), 200)
+    wall = time.perf_counter() - started
+    many = [{"ttft": wall, "seconds": wall, "tokens": tokens}]
+    return summarise(single, many, wall)
+
+
+# ------------------------------------------------------------------------ report
+
+def machine() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.get_device_name()} + {os.cpu_count()} CPU threads"
+    except ImportError:
+        pass
+    return f"{platform.machine()} {os.cpu_count()} CPU threads, no GPU"
+
+
+def table(rows: list[tuple[str, dict]]) -> str:
+    lines = ["| contender | TTFT p50 s | TTFT p95 s | one stream tokens/s | 8 streams tokens/s "
+             "| 8 streams ÷ one | 8-stream TTFT p50 s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in rows:
+        lines.append(f"| {name} | {r['ttft_p50']:.3f} | {r['ttft_p95']:.3f} | "
+                     f"{r['one_stream_tps']:.1f} | {r['many_streams_tps']:.1f} | "
+                     f"{r['ratio']:.2f}× | {r['many_ttft_p50']:.2f} |")
+    return "\n".join(lines)
+
+
+def write_section(path: Path, body: str) -> None:
+    title = "## serve (`bench/serve.py`)"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    section = f"{title}\n\n{body}\n"
+    if title in text:
+        start = text.index(title)
+        end = text.find("\n## ", start + len(title))
+        text = text[:start] + section + (text[end + 1:] if end != -1 else "")
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=Path("models/quickstart"),
+                        help="a model directory written by storyteller merge")
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--requests", type=int, default=8, help="single-stream requests")
+    parser.add_argument("--streams", type=int, default=8, help="concurrent streams")
+    parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args()
+    rows = []
+    for name, extra in (("storyteller serve (CPU engine, continuous batching)", []),
+                        ("storyteller serve (CPU engine, no continuous batching)",
+                         ["--set", "cpu.continuous_batching=false"])):
+        print(f"{name} …", flush=True)
+        rows.append((name, bench_server(args.model, args, extra)))
+        print(json.dumps(rows[-1][1]), flush=True)
+    if not args.skip_peer:
+        print("in-process generate …", flush=True)
+        rows.append(("in-process `generate` (baseline; 8 streams = one batch)",
+                     bench_generate(args.model, args)))
+        print(json.dumps(rows[-1][1]), flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    import torch
+
+    body = "\n".join([
+        "```", f".venv/bin/python bench/serve.py --model {args.model} --max-tokens "
+        f"{args.max_tokens} --requests {args.requests} --streams {args.streams}", "```", "",
+        f"{datetime.date.today()}, commit {commit}, {machine()}, torch {torch.__version__}:", "",
+        table(rows), "",
+        f"Settings: sampling T 0.8 / top-p 0.95, at most {args.max_tokens} new tokens, "
+        f"{args.requests} single-stream requests one after another, then {args.streams} at once; "
+        "prompts are 8 genre/style/premise requests rendered by storyteller.prompts. Tokens/s "
+        "counts completion tokens over each request's whole time (TTFT included)."])
+    print(body)
+    if args.write:
+        write_section(args.write, body)
+
+
+if __name__ == "__main__":
+    main()
