@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
+from threading import Thread
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,9 +107,26 @@ def serve(cfg: ServeConfig, say=print, log: Path | None = None) -> None:
                                                log_level="warning", access_log=False))
         # SIGTERM (e.g. from a supervisor) stops as Ctrl+C does, engine included.
         signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+        watchdog = Thread(target=watch_engine, args=(engine, server, say), daemon=True)
+        watchdog.start()
         server.run()
+        if engine.process.poll() is not None:
+            raise InputError.at(f"engine {launch.kind}", f"exited with code "
+                                f"{engine.process.returncode}:\n  " + "\n  ".join(list(engine.tail)[-15:]),
+                                "see the lines above; start storyteller serve again")
     finally:
         engine.stop()
+
+
+def watch_engine(engine: EngineProcess, server, say, every: float = 1.0) -> None:
+    """An engine that dies takes the endpoint down with it, with its last output, rather than
+    leaving a gateway that answers 503 forever."""
+    while not server.should_exit:
+        if engine.process.poll() is not None:
+            say(f"error: the engine exited with code {engine.process.returncode}")
+            server.should_exit = True
+            return
+        time.sleep(every)
 
 
 def describe(cfg: ServeConfig) -> dict:

@@ -345,3 +345,13 @@ def test_binding_beyond_loopback_needs_a_key(model_dir):
                  env={"STORYTELLER_API_KEY": "k"})
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["api_key"] is True
+
+
+def test_an_engine_that_dies_takes_the_endpoint_down_with_its_reason(model_dir):
+    import psutil
+
+    process, url = start_server(model_dir)
+    [engine] = psutil.Process(process.pid).children()
+    engine.kill()
+    assert process.wait(timeout=60) == 1
+    assert "the engine exited" in process.stderr.read()
