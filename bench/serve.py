@@ -240,12 +240,22 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=8, help="single-stream requests")
     parser.add_argument("--streams", type=int, default=8, help="concurrent streams")
     parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a serve config override for the server contenders, e.g. "
+                             "cpu.dtype=bfloat16 (repeatable)")
+    parser.add_argument("--batching", choices=["both", "on", "off"], default="both",
+                        help="which CPU-engine settings to run")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     rows = []
-    for name, extra in (("storyteller serve (CPU engine, continuous batching)", []),
-                        ("storyteller serve (CPU engine, no continuous batching)",
-                         ["--set", "cpu.continuous_batching=false"])):
+    sets = [arg for s in args.sets for arg in ("--set", s)]
+    suffix = f", {', '.join(args.sets)}" if args.sets else ""
+    contenders = [(f"storyteller serve (CPU engine, continuous batching{suffix})", sets),
+                  (f"storyteller serve (CPU engine, no continuous batching{suffix})",
+                   [*sets, "--set", "cpu.continuous_batching=false"])]
+    contenders = contenders[:1] if args.batching == "on" else \
+        contenders[1:] if args.batching == "off" else contenders
+    for name, extra in contenders:
         print(f"{name} …", flush=True)
         rows.append((name, bench_server(args.model, args, extra)))
         print(json.dumps(rows[-1][1]), flush=True)
@@ -260,7 +270,10 @@ def main() -> None:
 
     body = "\n".join([
         "```", f".venv/bin/python bench/serve.py --model {args.model} --max-tokens "
-        f"{args.max_tokens} --requests {args.requests} --streams {args.streams}", "```", "",
+        f"{args.max_tokens} --requests {args.requests} --streams {args.streams}"
+        + "".join(f" --set {s}" for s in args.sets)
+        + (f" --batching {args.batching}" if args.batching != "both" else "")
+        + (" --skip-peer" if args.skip_peer else ""), "```", "",
         f"{datetime.date.today()}, commit {commit}, {machine()}, torch {torch.__version__}:", "",
         table(rows), "",
         f"Settings: sampling T 0.8 / top-p 0.95, at most {args.max_tokens} new tokens, "
