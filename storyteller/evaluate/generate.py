@@ -125,7 +125,7 @@ class EndpointEngine:
         try:
             answer = self.client.chat(self.model, request.messages, sampling)
         except ModelNotFound as error:
-            raise InputError.at(self.client.endpoint, error.message,
+            raise InputError.at(f"{self.client.root}/v1/chat/completions", error.message,
                                 f"check that the server serves a model named {self.model!r}") from None
         except ClientError as error:
             raise InputError.at(self.client.endpoint, error.message, error.hint) from None

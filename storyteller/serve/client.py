@@ -267,9 +267,14 @@ def _extras(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _message_of(error: Exception) -> str:
+    """`HTTP 404: model 'x' is not served here` from an OpenAI-style or plain error body."""
     body = getattr(error, "body", None)
+    detail = None
     if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-    return str(getattr(error, "message", None) or error)
+        inner = body.get("error", body.get("detail", body))
+        detail = inner.get("message") if isinstance(inner, dict) else inner
+    elif isinstance(body, str):
+        detail = body
+    status = getattr(error, "status_code", None)
+    text = str(detail or getattr(error, "message", None) or error)
+    return f"HTTP {status}: {text}" if status and not text.startswith("Error code") else text

@@ -30,8 +30,15 @@ class CpuConfig:
     # Continuous batching (paged attention) in `transformers serve`: concurrent requests share
     # forward passes instead of queueing. Measured in docs/BENCHMARKS.md (serve).
     continuous_batching: bool = True
+    # Share of the machine's memory the continuous-batching KV cache may take. transformers
+    # serve would otherwise reserve 60% of all RAM on a CPU, per server.
+    kv_cache_memory_fraction: float = 0.1
     # dtype on the CPU: fp32 unless the CPU has native bf16 (see storyteller.train.model).
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+
+    def __post_init__(self):
+        require(0 < self.kv_cache_memory_fraction <= 0.9, "kv_cache_memory_fraction",
+                "must be in (0, 0.9]")
 
 
 @dataclass

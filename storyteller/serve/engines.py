@@ -120,7 +120,8 @@ def transformers_command(cfg: ServeConfig, model_dir: Path, port: int, device: s
                "--host", "127.0.0.1", "--port", str(port), "--device", device,
                "--dtype", dtype, "--log-level", "warning"]
     if cfg.cpu.continuous_batching:
-        command.append("--continuous-batching")
+        command += ["--continuous-batching",
+                    "--cb-max-memory-percent", str(cfg.cpu.kv_cache_memory_fraction)]
     return command
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from threading import Thread
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ def serve(cfg: ServeConfig, say=print, log: Path | None = None) -> None:
     from storyteller.serve.gateway import create_app
 
     the_plan = plan(cfg)
+    check_port(cfg.host, cfg.port)
     launch = plan_launch(cfg, the_plan.engine, the_plan.model_dir, the_plan.served_name,
                          the_plan.adapters)
     say(f"engine: {'vLLM' if launch.kind == 'vllm' else 'transformers serve'} ({the_plan.why}); "
@@ -116,6 +118,19 @@ def serve(cfg: ServeConfig, say=print, log: Path | None = None) -> None:
                                 "see the lines above; start storyteller serve again")
     finally:
         engine.stop()
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail before the engine spends minutes loading if the address is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise InputError.at(f"--host {host} --port {port}", f"cannot listen there: "
+                                f"{exc.strerror or exc}", "pick another --port, or stop what "
+                                "runs there (another storyteller serve?)") from None
 
 
 def watch_engine(engine: EngineProcess, server, say, every: float = 1.0) -> None:

@@ -355,3 +355,15 @@ def test_an_engine_that_dies_takes_the_endpoint_down_with_its_reason(model_dir):
     engine.kill()
     assert process.wait(timeout=60) == 1
     assert "the engine exited" in process.stderr.read()
+
+
+def test_a_taken_port_is_reported_before_the_engine_loads(model_dir):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--model", str(model_dir), "--port", str(port))
+    assert result.returncode == 1
+    assert f"--port {port}: cannot listen there" in result.stderr and "another --port" in result.stderr
