@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from markdown import machine, replace_section  # noqa: E402
 
 
 def bench_data(source: Path, out: Path, prompts: int) -> Path:
@@ -96,21 +98,6 @@ def run_generate(model: str, data: Path, args) -> dict:
     return {"seconds": seconds, "new_tokens": tokens}
 
 
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.node()} ({torch.get_num_threads()} threads, {cpu}, {gpu}), torch {torch.__version__}"
-
-
 def table(rows: list[dict]) -> str:
     lines = ["| contender | prompts | stories | wall s | generation s | new tokens | tokens/s | "
              "storyteller ÷ this (tokens/s) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -126,16 +113,8 @@ def write_section(path: Path, body: str) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT, check=False).stdout.strip() or "-"
     command = " ".join([".venv/bin/python bench/evaluate.py", *sys.argv[1:]])
-    section = (f"## evaluate (`bench/evaluate.py`)\n\n```\n{command}\n```\n\n"
-               f"{datetime.date.today()}, commit {commit}, {machine()}:\n\n{body}\n")
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    start = text.find("## evaluate (")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    path.write_text(text, encoding="utf-8")
+    replace_section(path, "## evaluate (", f"## evaluate (`bench/evaluate.py`)\n\n```\n{command}\n```\n\n"
+                    f"{datetime.date.today()}, commit {commit}, {machine()}:\n\n{body}\n")
 
 
 def main() -> None:

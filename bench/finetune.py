@@ -395,14 +395,9 @@ def write_section(path: Path, body: str, machine: str) -> None:
         "process; every adapter scored by the same held-out evaluator.\n\n"
         f"Targets: {TARGETS}.\n\n```\n{command}\n```\n\n"
         f"{datetime.date.today()}, commit {commit}, {machine}:\n\n{body}")
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
-    start = next((i for i, line in enumerate(lines) if line.startswith("## finetune")), None)
-    if start is None:
-        text = "".join(lines).rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        text = "".join(lines[:start]) + section + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
-    path.write_text(text, encoding="utf-8")
+    from markdown import replace_section
+
+    replace_section(path, "## finetune", section)
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from markdown import machine, replace_section  # noqa: E402
 
 PREMISES = [
     ("fable", "moral", "A tortoise lends its shell to a snail for one rainy night."),
@@ -196,17 +198,6 @@ def bench_generate(model_dir: Path, args) -> dict:
 
 # ------------------------------------------------------------------------ report
 
-def machine() -> str:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return f"{torch.cuda.get_device_name()} + {os.cpu_count()} CPU threads"
-    except ImportError:
-        pass
-    return f"{platform.machine()} {os.cpu_count()} CPU threads, no GPU"
-
-
 def table(rows: list[tuple[str, dict]]) -> str:
     lines = ["| contender | TTFT p50 s | TTFT p95 s | one stream tokens/s | 8 streams tokens/s "
              "| 8 streams ÷ one | 8-stream TTFT p50 s |",
@@ -216,19 +207,6 @@ def table(rows: list[tuple[str, dict]]) -> str:
                      f"{r['one_stream_tps']:.1f} | {r['many_streams_tps']:.1f} | "
                      f"{r['ratio']:.2f}× | {r['many_ttft_p50']:.2f} |")
     return "\n".join(lines)
-
-
-def write_section(path: Path, body: str) -> None:
-    title = "## serve (`bench/serve.py`)"
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    section = f"{title}\n\n{body}\n"
-    if title in text:
-        start = text.index(title)
-        end = text.find("\n## ", start + len(title))
-        text = text[:start] + section + (text[end + 1:] if end != -1 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
 
 
 def main() -> None:
@@ -266,15 +244,13 @@ def main() -> None:
         print(json.dumps(rows[-1][1]), flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
-    import torch
-
     body = "\n".join([
         "```", f".venv/bin/python bench/serve.py --model {args.model} --max-tokens "
         f"{args.max_tokens} --requests {args.requests} --streams {args.streams}"
         + "".join(f" --set {s}" for s in args.sets)
         + (f" --batching {args.batching}" if args.batching != "both" else "")
         + (" --skip-peer" if args.skip_peer else ""), "```", "",
-        f"{datetime.date.today()}, commit {commit}, {machine()}, torch {torch.__version__}:", "",
+        f"{datetime.date.today()}, commit {commit}, {machine()}:", "",
         table(rows), "",
         f"Settings: sampling T 0.8 / top-p 0.95, at most {args.max_tokens} new tokens, "
         f"{args.requests} single-stream requests one after another, then {args.streams} at once; "
@@ -282,7 +258,7 @@ def main() -> None:
         "counts completion tokens over each request's whole time (TTFT included)."])
     print(body)
     if args.write:
-        write_section(args.write, body)
+        replace_section(args.write, "## serve (", f"## serve (`bench/serve.py`)\n\n{body}\n")
 
 
 if __name__ == "__main__":

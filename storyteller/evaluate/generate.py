@@ -15,6 +15,7 @@ from storyteller.errors import InputError
 from storyteller.evaluate.decode import Generation, generate_batch
 from storyteller.models import ModelSource, load_for_inference
 from storyteller.sampling import SamplingPreset
+from storyteller.serve.client import ClientError, ModelNotFound, Sampling, StoryClient
 
 Progress = Callable[[int], None]
 
@@ -111,15 +112,11 @@ class EndpointEngine:
     name = "endpoint"
 
     def __init__(self, url: str, model: str, workers: int = 8, timeout: float = 600.0):
-        from storyteller.serve.client import StoryClient
-
         self.client = StoryClient(url, api_key=os.environ.get("STORYTELLER_API_KEY"),
                                   timeout=timeout)
         self.model, self.workers = model, workers
 
     def complete(self, request: Request, preset: SamplingPreset, max_new_tokens: int) -> Generation:
-        from storyteller.serve.client import ClientError, ModelNotFound, Sampling
-
         sampling = Sampling.from_preset(preset, max_tokens=max_new_tokens, seed=request.seed)
         started = time.perf_counter()
         try:
@@ -147,11 +144,9 @@ class EndpointEngine:
 
 
 def vllm_available() -> bool:
-    import importlib.util
+    from storyteller.serve.engines import gpu_available, vllm_installed
 
-    import torch
-
-    return torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
+    return gpu_available() and vllm_installed()
 
 
 def open_engine(kind: str, ref: str, source: ModelSource | None, *, endpoint: str = "",

@@ -128,7 +128,7 @@ def serve_command(
             extra.append(f"{key}={value}")
 
     def action():
-        from storyteller.serve.server import describe, dumps, serve
+        from storyteller.serve.server import describe, serve
 
         cfg = load_config(ServeConfig, config, extra)
         if api_key is not None:
@@ -136,7 +136,7 @@ def serve_command(
         if adapters:
             cfg.adapters = list(cfg.adapters) + list(adapters)
         if dry_run:
-            typer.echo(dumps(describe(cfg)))
+            typer.echo(json.dumps(describe(cfg), indent=2))
             return
         serve(cfg, say=lambda line: typer.echo(line, err=True))
 

@@ -3,7 +3,6 @@ interrupted; the engine goes down with the gateway."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -154,7 +153,3 @@ def describe(cfg: ServeConfig) -> dict:
     return {"engine": launch.kind, "why": the_plan.why, "models": [the_plan.served_name] +
             [a.name for a in the_plan.adapters], "host": cfg.host, "port": cfg.port,
             "api_key": bool(the_plan.api_key), "engine_command": command}
-
-
-def dumps(data: dict) -> str:
-    return json.dumps(data, indent=2)

@@ -13,27 +13,21 @@ from storyteller.config import load_config
 from storyteller.evaluate.config import EvaluateConfig
 from storyteller.evaluate.run import run as evaluate
 from storyteller.models import inspect_model, load_for_inference
-from storyteller.train.config import FinetuneConfig
 from storyteller.train.model import apply_method, choose_precision, load_base
 from storyteller.train.run import run as finetune
-from tests.conftest import ROOT
 from tests.integration.finetune_data import write_data
+from tests.integration.test_finetune import config as finetune_config
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
-
-QUICKSTART = ROOT / "configs" / "finetune" / "quickstart.yaml"
-TINY = ["model.base=tiny-random", "data.max_length=512", "eval.max_pairs=0",
-        "train.warmup_steps=1", "train.lr=5e-3", "eval.every_steps=0"]
-
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     return write_data(tmp_path_factory.mktemp("data") / "curated")
 
 
-def config(data: Path, out: Path, *sets: str) -> FinetuneConfig:
-    return load_config(FinetuneConfig, QUICKSTART,
-                       [*TINY, f"data.dir={data}", f"out={out}", *sets])
+def config(data: Path, out: Path, *sets: str):
+    """test_finetune's tiny quickstart config, without validation during training."""
+    return finetune_config(data, out, "eval.every_steps=0", *sets)
 
 
 def test_qlora_base_is_4bit_on_the_gpu_with_bf16_compute(data, tmp_path):

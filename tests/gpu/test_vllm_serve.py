@@ -6,13 +6,10 @@ from __future__ import annotations
 import openai
 import pytest
 
-from storyteller.config import load_config
 from storyteller.serve.client import story_messages
 from storyteller.prompts import StoryRequest
-from storyteller.train.config import FinetuneConfig
-from storyteller.train.run import run as finetune
-from tests.conftest import ROOT, run_cli
-from tests.integration.finetune_data import write_data
+from tests.conftest import run_cli
+from tests.integration.finetune_data import train_tiny, write_data
 from tests.integration.test_serve import start_server, stop_server
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
@@ -21,11 +18,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 def test_vllm_serves_the_merged_model_and_an_adapter(tmp_path):
     pytest.importorskip("vllm", reason="vllm is not installed on this GPU machine")
     data = write_data(tmp_path / "data", train=16, val=2, test=6)
-    cfg = load_config(FinetuneConfig, ROOT / "configs/finetune/quickstart.yaml",
-                      ["model.base=tiny-random", "data.max_length=512", f"data.dir={data}",
-                       f"out={tmp_path / 'run'}", "train.max_steps=3", "eval.every_steps=0",
-                       "checkpoint.every_steps=0", "eval.test_at_end=false"])
-    finetune(cfg)
+    train_tiny(data, tmp_path / "run", "train.max_steps=3")
     merged = run_cli("merge", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "tiny"))
     assert merged.returncode == 0, merged.stderr
     process, url = start_server(tmp_path / "tiny", "--engine", "vllm", "--api-key", "k",

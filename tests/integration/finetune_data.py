@@ -43,3 +43,16 @@ def write_data(out: Path, train: int = 24, val: int = 6, test: int = 6, words: i
         outputs[f"{name}.jsonl"] = hashlib.sha256(data).hexdigest()
     (out / "manifest.json").write_text(json.dumps({"outputs": outputs}, indent=1))
     return out
+
+
+def train_tiny(data: Path, out: Path, *sets: str) -> Path:
+    """A few quickstart steps of the tiny random model on `data`, as a run directory `out`."""
+    from storyteller.config import load_config
+    from storyteller.train.config import FinetuneConfig
+    from storyteller.train.run import run
+
+    quickstart = Path(__file__).resolve().parents[2] / "configs" / "finetune" / "quickstart.yaml"
+    run(load_config(FinetuneConfig, quickstart, [
+        "model.base=tiny-random", "data.max_length=512", f"data.dir={data}", f"out={out}",
+        "eval.every_steps=0", "checkpoint.every_steps=0", "eval.test_at_end=false", *sets]))
+    return out

@@ -15,10 +15,8 @@ from storyteller.config import load_config
 from storyteller.errors import ConfigError, InputError
 from storyteller.evaluate.config import EvaluateConfig
 from storyteller.evaluate.run import GENERATIONS, read_generations, run, select_prompts
-from storyteller.train.config import FinetuneConfig
-from storyteller.train.run import run as finetune
-from tests.conftest import ROOT, run_cli
-from tests.integration.finetune_data import write_data
+from tests.conftest import run_cli
+from tests.integration.finetune_data import train_tiny, write_data
 
 pytestmark = pytest.mark.slow
 
@@ -32,13 +30,7 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tuned(data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    cfg = load_config(FinetuneConfig, ROOT / "configs/finetune/quickstart.yaml",
-                      ["model.base=tiny-random", "data.max_length=512", f"data.dir={data}",
-                       f"out={out}", "train.max_steps=2", "eval.every_steps=0",
-                       "checkpoint.every_steps=0", "eval.test_at_end=false"])
-    finetune(cfg)
-    return out
+    return train_tiny(data, tmp_path_factory.mktemp("runs") / "tiny", "train.max_steps=2")
 
 
 def evaluate(data: Path, out: Path, *sets: str):

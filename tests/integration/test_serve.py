@@ -20,18 +20,15 @@ import openai
 import pytest
 import torch
 
-from storyteller.config import load_config
 from storyteller.models import inspect_model, load_for_inference
 from storyteller.prompts import StoryRequest, render_messages
 from storyteller.serve.client import (EndpointUnreachable, Sampling, StoryClient, Unauthorized,
                                       story_messages)
 from storyteller.serve.engines import free_port
 from storyteller.serve.merge import Tolerances, merge, stop_ids
-from storyteller.train.config import FinetuneConfig
 from storyteller.train.data import IGNORE, tokenize_pair
-from storyteller.train.run import run as finetune
-from tests.conftest import ROOT, run_cli
-from tests.integration.finetune_data import write_data
+from tests.conftest import run_cli
+from tests.integration.finetune_data import train_tiny, write_data
 
 pytestmark = pytest.mark.slow
 
@@ -45,13 +42,8 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def run_dir(data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    cfg = load_config(FinetuneConfig, ROOT / "configs/finetune/quickstart.yaml",
-                      ["model.base=tiny-random", "data.max_length=512", f"data.dir={data}",
-                       f"out={out}", "train.max_steps=3", "train.lr=5e-3", "eval.every_steps=0",
-                       "checkpoint.every_steps=0", "eval.test_at_end=false"])
-    finetune(cfg)
-    return out
+    return train_tiny(data, tmp_path_factory.mktemp("runs") / "tiny", "train.max_steps=3",
+                      "train.lr=5e-3")
 
 
 @pytest.fixture(scope="module")
