@@ -44,3 +44,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_endpoint(tmp_path_factory):
+    """(url, model name, model dir) of a real `storyteller serve` of the tiny tuned model, shared
+    by the studio's tests in one test process."""
+    from tests.integration.served import start_server, stop_server, tiny_model
+
+    model_dir = tiny_model(tmp_path_factory.mktemp("served"))
+    process, url = start_server(model_dir)
+    yield url, model_dir.name, model_dir
+    stop_server(process)

@@ -6,11 +6,6 @@ consistency proofs between training and serving."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -24,11 +19,11 @@ from storyteller.models import inspect_model, load_for_inference
 from storyteller.prompts import StoryRequest, render_messages
 from storyteller.serve.client import (EndpointUnreachable, Sampling, StoryClient, Unauthorized,
                                       story_messages)
-from storyteller.serve.engines import free_port
 from storyteller.serve.merge import Tolerances, merge, stop_ids
 from storyteller.train.data import IGNORE, tokenize_pair
 from tests.conftest import run_cli
 from tests.integration.finetune_data import train_tiny, write_data
+from tests.integration.served import start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -53,35 +48,6 @@ def model_dir(run_dir, tmp_path_factory) -> Path:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(out)
     return out
-
-
-def wait_for(url: str, process: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read()
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.5)
-    raise AssertionError("server did not become healthy")
-
-
-def start_server(model_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "storyteller.cli", "serve", "--model", str(model_dir),
-         "--port", str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "STORYTELLER_QUIET": "1"}, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    wait_for(url, process)
-    return process, url
-
-
-def stop_server(process: subprocess.Popen) -> int:
-    process.send_signal(signal.SIGTERM)
-    return process.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -314,6 +280,22 @@ def test_endpoint_greedy_output_equals_in_process_greedy(api, model_dir):
         served = api.chat.completions.create(model="tiny", messages=messages, max_tokens=24,
                                              temperature=0).choices[0].message.content
         assert served == local
+
+
+def test_each_request_is_sampled_with_its_own_settings(api):
+    """A sampled request after a greedy one is sampled (the CPU engine must not keep the first
+    request's settings), and the same seed gives the same story."""
+    messages = story_messages(StoryRequest(controls={"genre": "fable"}, premise="A fox."))
+
+    def ask(**sampling) -> str:
+        return api.chat.completions.create(model="tiny", messages=messages, max_tokens=12,
+                                           **sampling).choices[0].message.content
+
+    greedy = ask(temperature=0)
+    sampled = {ask(temperature=1.0) for _ in range(3)}
+    assert len(sampled) > 1 and greedy not in sampled
+    assert ask(temperature=0) == greedy
+    assert ask(temperature=1.0, seed=7) == ask(temperature=1.0, seed=7)
 
 
 # --- lifecycle --------------------------------------------------------------------------------

@@ -134,11 +134,13 @@ def test_transformers_command_line(tmp_path):
     command = transformers_command(cfg, tmp_path, 9000, "cpu")
     assert command[1:5] == ["-m", "transformers.cli.transformers", "serve", str(tmp_path)]
     assert command[command.index("--host") + 1] == "127.0.0.1"
+    # Off by default: in that mode every request would get the first request's sampling.
+    assert "--continuous-batching" not in command
+    on = load_config(ServeConfig, None, ["cpu.continuous_batching=true"])
+    command = transformers_command(on, tmp_path, 9000, "cpu")
     assert "--continuous-batching" in command
     # The KV cache takes a bounded share of RAM, not transformers' default 60% per server.
     assert command[command.index("--cb-max-memory-percent") + 1] == "0.1"
-    off = load_config(ServeConfig, None, ["cpu.continuous_batching=false"])
-    assert "--continuous-batching" not in transformers_command(off, tmp_path, 9000, "cpu")
 
 
 MODELS = {"tiny": ServedModel("tiny", "/models/tiny", 512, {},
