@@ -228,7 +228,8 @@ def main() -> None:
     rows = []
     sets = [arg for s in args.sets for arg in ("--set", s)]
     suffix = f", {', '.join(args.sets)}" if args.sets else ""
-    contenders = [(f"storyteller serve (CPU engine, continuous batching{suffix})", sets),
+    contenders = [(f"storyteller serve (CPU engine, continuous batching{suffix})",
+                   [*sets, "--set", "cpu.continuous_batching=true"]),
                   (f"storyteller serve (CPU engine, no continuous batching{suffix})",
                    [*sets, "--set", "cpu.continuous_batching=false"])]
     contenders = contenders[:1] if args.batching == "on" else \
