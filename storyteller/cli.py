@@ -231,6 +231,10 @@ from storyteller.serve.cli import register as register_serving  # noqa: E402
 
 register_serving(app)
 
+from storyteller.studio.launch import register as register_studio  # noqa: E402
+
+register_studio(app)
+
 
 def main() -> None:
     app()

@@ -37,8 +37,16 @@ PRESETS: dict[str, SamplingPreset] = {
 }
 
 
+# The studio's names for the writing presets: a writer picks how adventurous, not a setting name.
+ALIASES: dict[str, str] = {"balanced": "story", "creative": "wild"}
+
+# The presets the studio offers, in the order it shows them.
+STUDIO_PRESETS: tuple[str, ...] = ("focused", "balanced", "creative")
+
+
 def preset(name: str) -> SamplingPreset:
     try:
-        return PRESETS[name]
+        return PRESETS[ALIASES.get(name, name)]
     except KeyError:
-        raise KeyError(f"unknown sampling preset {name!r}; use one of: {', '.join(PRESETS)}") from None
+        known = ", ".join([*PRESETS, *ALIASES])
+        raise KeyError(f"unknown sampling preset {name!r}; use one of: {known}") from None

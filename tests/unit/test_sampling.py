@@ -6,14 +6,20 @@ import pytest
 
 from storyteller.evaluate.generate import vllm_sampling
 from storyteller.serve.client import Sampling
-from storyteller.sampling import PRESETS, preset
+from storyteller.sampling import PRESETS, STUDIO_PRESETS, preset
 
 
 def test_presets_are_named_and_unknown_names_say_which_exist():
     assert set(PRESETS) == {"story", "focused", "wild", "greedy"}
     assert preset("greedy").temperature == 0
-    with pytest.raises(KeyError, match="story, focused, wild, greedy"):
+    with pytest.raises(KeyError, match="story, focused, wild, greedy, balanced, creative"):
         preset("spicy")
+
+
+def test_studio_presets_resolve_to_the_writing_presets():
+    assert preset("balanced") == preset("story")
+    assert preset("creative") == preset("wild")
+    assert [preset(name).temperature for name in STUDIO_PRESETS] == [0.5, 0.8, 1.0]
 
 
 def test_endpoint_body_sends_extensions_only_when_set():

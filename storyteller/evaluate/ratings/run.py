@@ -134,7 +134,9 @@ def _rater(sheet: Path, cell: str | None, given: str | None, key: Key) -> str:
     return rater
 
 
-def _open_store(path: Path, key_path: Path, stores: dict[Path, RatingsStore]) -> RatingsStore:
+def open_store(path: Path, key_path: Path, stores: dict[Path, RatingsStore]) -> RatingsStore:
+    """The store at `path`, opened once per import (or rater session) and tied to one key.json,
+    so answers to two different sets of sheets never mix."""
     if path not in stores:
         stores[path] = RatingsStore(path)
     store, digest = stores[path], sha256_of(key_path)
@@ -163,7 +165,7 @@ def import_sheets(sheets: list[Path], store: Path | None = None, key: Path | Non
                 the_key = keys[key_path]
                 book = read_sheet(sheet)
                 who = _rater(sheet, book.rater_cell, rater, the_key)
-                target = _open_store(store or key_path.parent / STORE, key_path, stores)
+                target = open_store(store or key_path.parent / STORE, key_path, stores)
             except InputError as error:
                 result.problems += error.problems
                 continue

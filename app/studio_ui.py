@@ -1,0 +1,159 @@
+"""What every studio page shares: the settings, the endpoint connection in the sidebar, the story
+library, and showing text and errors safely.
+
+Model text and anything a writer typed is shown with `st.text` (no Markdown, no HTML) or, where
+Streamlit only takes Markdown (headings, labels), escaped first by `plain`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+
+from storyteller.errors import StorytellerError
+from storyteller.serve.client import ClientError, ServedModel, StoryClient
+from storyteller.studio.config import StudioConfig, load_studio_config
+from storyteller.studio.library import StoryLibrary, default_library_path
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: str) -> str:
+    """`text` for a Markdown slot, shown exactly as written: every Markdown character escaped
+    (HTML is never rendered: Streamlit escapes it unless told otherwise, and this is not)."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def config() -> StudioConfig:
+    """The studio's settings, read once per browser session."""
+    if "studio_config" not in st.session_state:
+        try:
+            st.session_state.studio_config = load_studio_config()
+        except StorytellerError as error:
+            st.session_state.studio_config = StudioConfig()
+            st.session_state.config_problem = str(error)
+    return st.session_state.studio_config
+
+
+@st.cache_resource(show_spinner=False)
+def _library(path: str) -> StoryLibrary:
+    # One connection per file for the whole server: the library locks around each call.
+    return StoryLibrary(path)
+
+
+def library() -> StoryLibrary:
+    return _library(config().library or str(default_library_path()))
+
+
+def show_problem(error: Exception) -> None:
+    """A failed call as a message a writer can act on; the page goes on working."""
+    if isinstance(error, ClientError):
+        text = plain(error.message[:1].upper() + error.message[1:])
+        st.warning(f"{text} — {error.hint}" if error.hint else text, icon="⚠️")
+    elif isinstance(error, StorytellerError):
+        st.warning("; ".join(str(p) for p in error.problems), icon="⚠️")
+    else:
+        st.error(f"Something went wrong ({type(error).__name__}). The studio still works; "
+                 f"try again, and see the studio's console output if it keeps happening.")
+
+
+@dataclass
+class Connection:
+    client: StoryClient | None
+    models: list[ServedModel] = field(default_factory=list)
+    model: ServedModel | None = None
+    problem: Exception | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.client is not None and self.model is not None
+
+
+def _key_in_use() -> str:
+    typed = st.session_state.get("api_key_typed", "")
+    return typed or config().api_key
+
+
+def _client() -> StoryClient:
+    endpoint = st.session_state.get("endpoint") or config().endpoint
+    key = _key_in_use()
+    cached = st.session_state.get("client")
+    # The client is kept per endpoint and key; the key itself is never put in session state
+    # under a name a page shows, and never rendered.
+    if cached is None or cached[0] != (endpoint, hash(key)):
+        cached = ((endpoint, hash(key)), StoryClient(endpoint, key or None,
+                                                     timeout=config().timeout, max_retries=1))
+        st.session_state.client = cached
+    return cached[1]
+
+
+def _fetch_models(client: StoryClient) -> None:
+    try:
+        st.session_state.models = client.models()
+        st.session_state.models_problem = None
+    except ClientError as error:
+        st.session_state.models = []
+        st.session_state.models_problem = error
+
+
+def connection_sidebar() -> Connection:
+    """The sidebar's endpoint settings and model choice; fetches the served models once per
+    endpoint and key, and again on Refresh."""
+    cfg = config()
+    with st.sidebar:
+        st.header("Endpoint")
+        st.text_input("URL", value=cfg.endpoint, key="endpoint",
+                      help="The `storyteller serve` address, e.g. http://127.0.0.1:8000")
+        st.text_input("API key", type="password", key="api_key_typed",
+                      placeholder="set" if cfg.api_key else "none",
+                      help="Leave empty to use the key the studio was started with "
+                           "($STORYTELLER_API_KEY). It is never shown.")
+        refresh = st.button("Refresh models", icon=":material/refresh:")
+        client = _client()
+        signature = (client.endpoint, hash(_key_in_use()))
+        if refresh or st.session_state.get("models_for") != signature:
+            _fetch_models(client)
+            st.session_state.models_for = signature
+        models: list[ServedModel] = st.session_state.get("models", [])
+        problem = st.session_state.get("models_problem")
+        if problem is not None:
+            show_problem(problem)
+            return Connection(client, [], None, problem)
+        if not models:
+            st.info("The endpoint serves no models.")
+            return Connection(client)
+        names = [m.id for m in models]
+        preferred = cfg.model if cfg.model in names else names[0]
+        chosen = st.selectbox("Model", names, index=names.index(preferred), key="model_name")
+        model = models[names.index(chosen)]
+        base = model.storyteller.get("base_model")
+        if base:
+            st.caption(f"Fine-tuned from {plain(base)}; {len(model.genres)} genres, "
+                       f"{len(model.styles)} styles.")
+        return Connection(client, models, model)
+
+
+def library_caption() -> str:
+    return f"Library: {plain(str(Path(config().library or default_library_path())))}"
+
+
+def kept(key: str, default=None) -> str:
+    """A widget key whose value outlives visits to other pages: Streamlit forgets the state of
+    widgets a run does not draw, so the value is kept under a second name and put back."""
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(f"kept_{key}", default)
+    return key
+
+
+def keep(*keys: str) -> None:
+    for key in keys:
+        if key in st.session_state:
+            st.session_state[f"kept_{key}"] = st.session_state[key]
+
+
+def hold(key: str, value) -> None:
+    """Set what a kept widget shows the next time its page is drawn (e.g. opening a story)."""
+    st.session_state[f"kept_{key}"] = value
+    st.session_state.pop(key, None)

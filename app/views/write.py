@@ -1,0 +1,254 @@
+"""Write: premise, title and controls in; a story streams out. Continue it, regenerate it into
+branches, edit it, undo, rate it, export it. Every version is saved in the library as it grows."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+import studio_ui as ui
+from storyteller.evaluate.ratings.scales import SCALE_MAX
+from storyteller.prompts import SYSTEM_PROMPT
+from storyteller.sampling import STUDIO_PRESETS
+from storyteller.sampling import preset as named_preset
+from storyteller.serve.client import ClientError, Completion, story_messages
+from storyteller.studio import draft
+from storyteller.studio.compose import (
+    Advanced,
+    check_inputs,
+    model_controls,
+    sampling_for,
+    settings_json,
+    story_request,
+)
+from storyteller.studio.export import file_stem, story_markdown, story_text
+
+ANY = "(any)"
+FINISH_NOTES = {"length": "stopped at the token limit: Continue to go on",
+                "stopped": "stopped by you", "error": "interrupted by an error"}
+
+cfg = ui.config()
+lib = ui.library()
+connection = ui.connection_sidebar()
+st.session_state.setdefault("history", draft.History())
+
+left, right = st.columns([2, 3], gap="large")
+
+# ------------------------------------------------------------------------------ the request
+with left:
+    st.subheader("What to write")
+    title = st.text_input("Title", key=ui.kept("w_title", ""), placeholder="optional")
+    premise = st.text_area("Premise", key=ui.kept("w_premise", ""), height=130,
+                           placeholder="A lighthouse keeper finds a letter addressed to the sea.")
+    st.caption(f"{len(premise):,} / {cfg.max_premise_chars:,} characters")
+    controls = {}
+    grid = st.columns(2)
+    for index, control in enumerate(model_controls(connection.model)):
+        with grid[index % 2]:
+            value = st.selectbox(
+                control.label, [ANY, *control.options], key=ui.kept(f"w_{control.name}", ANY),
+                accept_new_options=True,
+                help="Values this model was trained on; type another to try it." if control.trained
+                else "Examples; this model lists no trained values for it.")
+            controls[control.name] = "" if value in (None, ANY) else value
+    preset_name = st.segmented_control("Sampling", STUDIO_PRESETS, key=ui.kept("w_preset", "balanced"),
+                                       help="focused: steadier, more predictable; balanced: the "
+                                            "default; creative: looser and more surprising.")
+    preset_name = preset_name or "balanced"
+    chosen = named_preset(preset_name)
+    with st.expander("Advanced"):
+        own = st.toggle("Set these myself", key=ui.kept("w_own", False))
+        suffix = "own" if own else preset_name  # the preset's values while not set by hand
+        temperature = st.slider("Temperature", 0.0, 2.0, chosen.temperature, 0.05,
+                                key=f"w_temperature_{suffix}", disabled=not own)
+        top_p = st.slider("Top-p", 0.05, 1.0, chosen.top_p, 0.01, key=f"w_top_p_{suffix}",
+                          disabled=not own)
+        min_p = st.slider("Min-p", 0.0, 0.5, 0.0, 0.01, key=f"w_min_p_{suffix}", disabled=not own)
+        penalty = st.slider("Repetition penalty", 1.0, 2.0, chosen.repetition_penalty, 0.01,
+                            key=f"w_penalty_{suffix}", disabled=not own)
+        max_tokens = st.number_input("Max tokens", 16, cfg.max_tokens_limit,
+                                     key=ui.kept("w_max_tokens", min(600, cfg.max_tokens_limit)),
+                                     step=50)
+        seed = st.number_input("Seed", 0, 2**31 - 1, key=ui.kept("w_seed", None),
+                               placeholder="random", help="The same seed and settings give the "
+                                                          "same story.")
+    advanced = Advanced(temperature, top_p, min_p, penalty, int(max_tokens),
+                        int(seed) if seed is not None else None) if own else \
+        Advanced(max_tokens=int(max_tokens), seed=int(seed) if seed is not None else None)
+    ui.keep("w_title", "w_premise", "w_preset", "w_own", "w_max_tokens", "w_seed",
+            *[f"w_{name}" for name in controls])
+    write = st.button("Write", type="primary", icon=":material/edit:", key="write",
+                      disabled=not connection.ready, width="stretch")
+    if not connection.ready:
+        st.caption("Connect to an endpoint in the sidebar to write.")
+
+# ------------------------------------------------------------------------------ the story
+story_id = st.session_state.get("story_id")
+story = versions = current = None
+if story_id:
+    try:
+        story = lib.story(story_id)
+        versions = lib.generations(story_id)
+        current = next((v for v in versions if v.id == story.current_id), None)
+    except KeyError:  # deleted on the Library page
+        st.session_state.story_id = story_id = None
+
+action = None
+with right:
+    notice = st.container()
+    if story is None:
+        st.info("Fill in a premise or a title, pick a genre and style, and press **Write**.")
+    else:
+        st.subheader(ui.plain(story.title or "Untitled story"))
+        set_controls = [f"{k}: {v}" for k, v in story.controls.items() if v]
+        if set_controls:
+            st.caption(ui.plain(" · ".join(set_controls)))
+        alternatives = draft.branches(versions, story.current_id)
+        if len(alternatives) > 1:
+            ids = [v.id for v in alternatives]
+            picked = st.radio("Version", ids, index=ids.index(story.current_id), horizontal=True,
+                              format_func=lambda i: f"Version {ids.index(i) + 1}",
+                              key=f"branch_{story.id}_{story.current_id}")
+            if picked != story.current_id:
+                st.session_state.history = st.session_state.history.moved(story.current_id, picked)
+                lib.set_current(story.id, picked)
+                st.rerun()
+    box = st.container(border=True) if story is not None else st.container()
+    with box:
+        story_slot = st.empty()
+    stop_slot = st.empty()
+    if current is not None:
+        story_slot.text(current.text or " ", width="stretch")
+        note = FINISH_NOTES.get(current.finish_reason or "", "")
+        st.caption(f"{draft.word_count(current.text):,} words" + (f" · {note}" if note else "")
+                   + (f" · {ui.plain(current.model)}" if current.model else ""))
+        cols = st.columns(5)
+        if cols[0].button("Continue", icon=":material/arrow_forward:", key="continue",
+                          disabled=not connection.ready):
+            action = "continue"
+        if cols[1].button("Regenerate", icon=":material/refresh:", key="regenerate",
+                          disabled=not connection.ready or
+                          draft.generating_request(versions, current.id) is None):
+            action = "regenerate"
+        if cols[2].button("Undo", icon=":material/undo:", key="undo"):
+            target, history = st.session_state.history.undo(versions, current.id)
+            st.session_state.history = history
+            if target:
+                lib.set_current(story.id, target)
+            st.rerun()
+        if cols[3].button("New story", icon=":material/add:", key="new_story"):
+            st.session_state.story_id = None
+            st.session_state.history = draft.History()
+            st.rerun()
+        editing = cols[4].toggle("Edit", key=f"editing_{current.id}")
+        final = st.checkbox("Let the next part end the story", key="w_final")
+        if editing:
+            edited = st.text_area("Edit the story", current.text, height=320,
+                                  key=f"edit_{current.id}")
+            if st.button("Save edit", icon=":material/save:", key="save_edit") and edited != current.text:
+                made = lib.add_generation(story.id, kind="edit", text=edited, parent_id=current.id)
+                st.session_state.history = st.session_state.history.moved(current.id, made.id)
+                st.rerun()
+        with st.expander("Rate this version", expanded=current.stars is None):
+            stars = st.feedback("stars", key=f"stars_{current.id}",
+                                default=current.stars - 1 if current.stars else None)
+            comment = st.text_input("Comment", current.comment, key=f"comment_{current.id}",
+                                    placeholder="what worked, what did not")
+            if st.button("Save rating", key=f"rate_{current.id}", disabled=stars is None):
+                lib.rate(current.id, int(stars) + 1, comment)
+                st.toast(f"Saved: {int(stars) + 1} of {SCALE_MAX} stars")
+        stem = file_stem(story.title)
+        down = st.columns(2)
+        down[0].download_button("Markdown", story_markdown(story, current.text).encode("utf-8"),
+                                f"{stem}.md", "text/markdown", on_click="ignore",
+                                icon=":material/download:")
+        down[1].download_button("Plain text", story_text(story, current.text).encode("utf-8"),
+                                f"{stem}.txt", "text/plain", on_click="ignore",
+                                icon=":material/download:")
+    st.caption(ui.library_caption())
+
+if write:
+    action = "write"
+
+
+# ------------------------------------------------------------------------------ generating
+def generate(action: str) -> bool:
+    """Stream one new version into the story box, saving it as it grows. True when done."""
+    model, client = connection.model, connection.client
+    system = model.storyteller.get("system_prompt") or SYSTEM_PROMPT
+    sampling = sampling_for(preset_name, advanced, cfg, model)
+    base_text, parent, request, kind = "", None, None, action
+    if action == "write":
+        problems = check_inputs(premise, title, cfg)
+        if problems:
+            for problem in problems:
+                notice.error(problem)
+            return False
+        request = story_request(premise, title, controls)
+        messages = story_messages(request, system)
+    elif action == "regenerate":
+        source = draft.generating_request(versions, current.id)
+        request, messages, parent = draft.request_from_json(source.request), source.messages, \
+            source.parent_id
+        if source.kind == "continue":
+            base_text = next(v.text for v in versions if v.id == source.parent_id)
+    else:
+        root = draft.lineage(versions, current.id)[0]
+        request = draft.continuation_request(draft.request_from_json(root.request), current.text,
+                                             versions, current.id, final)
+        messages, parent, base_text = story_messages(request, system), current.id, current.text
+        kind = "continue"
+    # Write starts a new story; the other actions add a version to the open one.
+    target = {"story": None if action == "write" else story, "generation": None}
+    shown, finish = base_text, None
+
+    def save(text: str, reason: str | None) -> None:
+        # Rows are made on the first piece: a request that fails at once leaves nothing behind.
+        if target["story"] is None:
+            target["story"] = lib.create_story(title.strip() or premise.strip()[:60], premise.strip(),
+                                               dict(request.controls))
+            st.session_state.story_id = target["story"].id
+        if target["generation"] is None:
+            target["generation"] = lib.add_generation(
+                target["story"].id, kind=kind, text=text, parent_id=parent, messages=messages,
+                request=draft.request_to_json(request), settings=settings_json(preset_name, sampling),
+                model=model.id, endpoint=client.endpoint, finish_reason=reason)
+            if action == "write":
+                st.session_state.history = draft.History()
+            else:
+                st.session_state.history = st.session_state.history.moved(
+                    current.id, target["generation"].id)
+        else:
+            lib.update_text(target["generation"].id, text, reason)
+
+    stream = client.stream(model.id, messages, sampling)
+    stop_slot.button("Stop", icon=":material/stop:", key="stop")
+    last_save, piece_text = 0.0, ""
+    try:
+        for piece in stream:
+            if isinstance(piece, Completion):
+                finish = piece.finish_reason or "stop"
+                break
+            piece_text += piece
+            shown = draft.join_continuation(base_text, piece_text) if base_text else piece_text
+            story_slot.text(shown, width="stretch")
+            if time.monotonic() - last_save > 0.5:
+                save(shown, None)
+                last_save = time.monotonic()
+    except ClientError as error:
+        finish = "error"
+        with notice:
+            ui.show_problem(error)
+    finally:
+        # Reached also when the writer presses Stop: Streamlit interrupts this run to start
+        # the next one, and the text so far is kept as a stopped version.
+        stream.close()
+        if piece_text:
+            save(shown, finish or "stopped")
+    return finish not in (None, "error")
+
+
+if action and connection.ready:
+    if generate(action):
+        st.rerun()

@@ -1,0 +1,76 @@
+"""The studio's settings: which endpoint, key and model it writes with, where its library and
+ratings live, and the limits on what a writer may send.
+
+Each setting comes from the first of: the sidebar (the app's business), the environment, the
+YAML file ($STORYTELLER_STUDIO_CONFIG or configs/studio/default.yaml), the defaults below."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from storyteller.config import load_config, require
+from storyteller.serve.client import DEFAULT_ENDPOINT
+
+# Setting → the environment variable that overrides the file. `storyteller app` sets these from
+# its options, so the command line wins over the file too.
+ENVIRONMENT: dict[str, str] = {
+    "endpoint": "STORYTELLER_ENDPOINT",
+    "api_key": "STORYTELLER_API_KEY",
+    "model": "STORYTELLER_MODEL",
+    "library": "STORYTELLER_LIBRARY",
+    "ratings": "STORYTELLER_RATINGS",
+}
+CONFIG_VARIABLE = "STORYTELLER_STUDIO_CONFIG"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "studio" / "default.yaml"
+
+
+@dataclass
+class StudioConfig:
+    # The `storyteller serve` endpoint (or any OpenAI-compatible one), with or without /v1.
+    endpoint: str = DEFAULT_ENDPOINT
+    # The endpoint's key; never shown by the studio. Usually from $STORYTELLER_API_KEY.
+    api_key: str = ""
+    # The served model to write with (empty: the first one the endpoint lists).
+    model: str = ""
+    # The story library's SQLite file (empty: $STORYTELLER_LIBRARY or the user's data folder).
+    library: str = ""
+    # A folder written by `storyteller ratings make` (with key.json), for the rater page.
+    ratings: str = ""
+    # Seconds to wait for the endpoint before telling the writer it timed out.
+    timeout: float = 120.0
+    # Longest premise and title accepted; longer ones are refused before any request.
+    max_premise_chars: int = 2000
+    max_title_chars: int = 200
+    # The most tokens one generation may ask for (the advanced panel's ceiling).
+    max_tokens_limit: int = 2048
+
+    def __post_init__(self):
+        require(self.timeout > 0, "timeout", "must be more than 0 seconds")
+        require(self.max_premise_chars > 0, "max_premise_chars", "must be at least 1")
+        require(self.max_title_chars > 0, "max_title_chars", "must be at least 1")
+        require(16 <= self.max_tokens_limit <= 32768, "max_tokens_limit",
+                "must be between 16 and 32768")
+
+
+def load_studio_config(path: str | Path | None = None,
+                       env: Mapping[str, str] = os.environ) -> StudioConfig:
+    """The file's settings (or the defaults), then the environment's."""
+    path = path or env.get(CONFIG_VARIABLE) or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    config = load_config(StudioConfig, path)
+    return with_environment(config, env)
+
+
+def with_environment(config: StudioConfig, env: Mapping[str, str]) -> StudioConfig:
+    changes = {name: env[variable] for name, variable in ENVIRONMENT.items()
+               if env.get(variable, "").strip()}
+    return dataclasses.replace(config, **changes)
+
+
+def environment_for(config: StudioConfig) -> dict[str, str]:
+    """The variables that hand `config` to a studio process (`storyteller app`)."""
+    values = dataclasses.asdict(config)
+    return {variable: str(values[name]) for name, variable in ENVIRONMENT.items() if values[name]}

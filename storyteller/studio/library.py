@@ -1,0 +1,301 @@
+"""StoryLibrary: every story written in the studio and every version of it, in one SQLite file.
+
+A story is a title, a premise and controls; its versions (generations) each hold the WHOLE text
+of that version, with the exact messages sent, the request, the sampling settings, the model and
+endpoint, how it finished, and the writer's stars and comment. Text is stored verbatim: showing
+it safely is the UI's job. WAL journaling and one lock let the studio's sessions share a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Self
+
+SCHEMA_VERSION = "1"
+KINDS = ("write", "continue", "regenerate", "edit")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS stories (
+    id         TEXT PRIMARY KEY,
+    title      TEXT NOT NULL DEFAULT '',
+    premise    TEXT NOT NULL DEFAULT '',
+    controls   TEXT NOT NULL DEFAULT '{}',
+    current_id TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS generations (
+    id            TEXT PRIMARY KEY,
+    story_id      TEXT NOT NULL REFERENCES stories (id) ON DELETE CASCADE,
+    parent_id     TEXT,
+    kind          TEXT NOT NULL,
+    text          TEXT NOT NULL DEFAULT '',
+    messages      TEXT NOT NULL DEFAULT '[]',
+    request       TEXT NOT NULL DEFAULT '{}',
+    settings      TEXT NOT NULL DEFAULT '{}',
+    model         TEXT NOT NULL DEFAULT '',
+    endpoint      TEXT NOT NULL DEFAULT '',
+    finish_reason TEXT,
+    created_at    TEXT NOT NULL,
+    stars         INTEGER CHECK (stars IS NULL OR stars BETWEEN 1 AND 5),
+    comment       TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS generations_story ON generations (story_id, created_at)
+"""
+
+
+def default_library_path() -> Path:
+    """$STORYTELLER_LIBRARY, else the user's data folder."""
+    given = os.environ.get("STORYTELLER_LIBRARY", "").strip()
+    if given:
+        return Path(given).expanduser()
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "storyteller" / "library.sqlite"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(5)}"
+
+
+@dataclass(frozen=True)
+class Generation:
+    id: str
+    story_id: str
+    parent_id: str | None
+    kind: str  # write | continue | regenerate | edit
+    text: str  # the whole story as of this version
+    messages: list[dict]
+    request: dict
+    settings: dict
+    model: str
+    endpoint: str
+    finish_reason: str | None  # stop | length | stopped | error | None (edits, still streaming)
+    created_at: str
+    stars: int | None
+    comment: str
+
+
+@dataclass(frozen=True)
+class Story:
+    id: str
+    title: str
+    premise: str
+    controls: dict
+    current_id: str | None
+    created_at: str
+    updated_at: str
+
+
+_GEN_COLUMNS = ("id, story_id, parent_id, kind, text, messages, request, settings, model, "
+                "endpoint, finish_reason, created_at, stars, comment")
+
+
+def _generation(row: Sequence[Any]) -> Generation:
+    values = list(row)
+    for index in (5, 6, 7):
+        values[index] = json.loads(values[index] or "null") or ([] if index == 5 else {})
+    return Generation(*values)
+
+
+def _story(row: Sequence[Any]) -> Story:
+    values = list(row)
+    values[3] = json.loads(values[3] or "{}")
+    return Story(*values)
+
+
+class StoryLibrary:
+    """The library file. Use as a context manager, or call close(); one instance may be
+    shared between threads (each call holds a lock)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._write():
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                self._db.execute(statement)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                             (SCHEMA_VERSION,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # ----------------------------------------------------------------------------- writing
+
+    def create_story(self, title: str = "", premise: str = "",
+                     controls: Mapping[str, str] | None = None) -> Story:
+        story_id, now = _new_id("s"), _now()
+        with self._write():
+            self._db.execute("INSERT INTO stories VALUES (?, ?, ?, ?, NULL, ?, ?)",
+                             (story_id, title, premise, json.dumps(dict(controls or {})), now, now))
+        return self.story(story_id)
+
+    def add_generation(self, story_id: str, *, kind: str, text: str,
+                       parent_id: str | None = None, messages: Sequence[dict] = (),
+                       request: Mapping[str, Any] | None = None,
+                       settings: Mapping[str, Any] | None = None, model: str = "",
+                       endpoint: str = "", finish_reason: str | None = None) -> Generation:
+        """A new version of the story, which becomes its current one."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        generation_id, now = _new_id("g"), _now()
+        with self._write():
+            self.story(story_id)  # KeyError for an unknown story
+            if parent_id is not None:
+                self._owned(story_id, parent_id)
+            self._db.execute(
+                f"INSERT INTO generations ({_GEN_COLUMNS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '')",
+                (generation_id, story_id, parent_id, kind, text, json.dumps(list(messages)),
+                 json.dumps(dict(request or {})), json.dumps(dict(settings or {})), model,
+                 endpoint, finish_reason, now))
+            self._db.execute("UPDATE stories SET current_id = ?, updated_at = ? WHERE id = ?",
+                             (generation_id, now, story_id))
+        return self.generation(generation_id)
+
+    def update_text(self, generation_id: str, text: str, finish_reason: str | None = None) -> None:
+        """The text of a version as it streams in (and how it finished, once it has)."""
+        with self._write():
+            done = self._db.execute("UPDATE generations SET text = ?, finish_reason = ? "
+                                    "WHERE id = ?", (text, finish_reason, generation_id))
+            if not done.rowcount:
+                raise KeyError(f"no version {generation_id!r} in the library")
+            self._db.execute("UPDATE stories SET updated_at = ? WHERE id = "
+                             "(SELECT story_id FROM generations WHERE id = ?)",
+                             (_now(), generation_id))
+
+    def _owned(self, story_id: str, generation_id: str) -> None:
+        row = self._db.execute("SELECT story_id FROM generations WHERE id = ?",
+                               (generation_id,)).fetchone()
+        if row is None or row[0] != story_id:
+            raise ValueError(f"version {generation_id!r} is not a version of story {story_id!r}")
+
+    def set_current(self, story_id: str, generation_id: str) -> None:
+        with self._write():
+            self._owned(story_id, generation_id)
+            self._db.execute("UPDATE stories SET current_id = ?, updated_at = ? WHERE id = ?",
+                             (generation_id, _now(), story_id))
+
+    def rename(self, story_id: str, title: str) -> None:
+        with self._write():
+            self._db.execute("UPDATE stories SET title = ?, updated_at = ? WHERE id = ?",
+                             (title, _now(), story_id))
+
+    def set_premise(self, story_id: str, premise: str, controls: Mapping[str, str]) -> None:
+        with self._write():
+            self._db.execute("UPDATE stories SET premise = ?, controls = ?, updated_at = ? "
+                             "WHERE id = ?", (premise, json.dumps(dict(controls)), _now(), story_id))
+
+    def rate(self, generation_id: str, stars: int | None, comment: str = "") -> None:
+        if stars is not None and (isinstance(stars, bool) or not isinstance(stars, int)
+                                  or not 1 <= stars <= 5):
+            raise ValueError(f"stars must be a whole number 1–5 or None, not {stars!r}")
+        with self._write():
+            done = self._db.execute("UPDATE generations SET stars = ?, comment = ? WHERE id = ?",
+                                    (stars, comment or "", generation_id))
+            if not done.rowcount:
+                raise KeyError(f"no version {generation_id!r} in the library")
+
+    def delete(self, story_id: str) -> None:
+        with self._write():
+            self._db.execute("DELETE FROM stories WHERE id = ?", (story_id,))
+
+    # ----------------------------------------------------------------------------- reading
+
+    def story(self, story_id: str) -> Story:
+        rows = self._read("SELECT id, title, premise, controls, current_id, created_at, "
+                          "updated_at FROM stories WHERE id = ?", (story_id,))
+        if not rows:
+            raise KeyError(f"no story {story_id!r} in the library")
+        return _story(rows[0])
+
+    def generations(self, story_id: str) -> list[Generation]:
+        rows = self._read(f"SELECT {_GEN_COLUMNS} FROM generations WHERE story_id = ? "
+                          "ORDER BY created_at, rowid", (story_id,))
+        return [_generation(row) for row in rows]
+
+    def generation(self, generation_id: str) -> Generation:
+        rows = self._read(f"SELECT {_GEN_COLUMNS} FROM generations WHERE id = ?",
+                          (generation_id,))
+        if not rows:
+            raise KeyError(f"no version {generation_id!r} in the library")
+        return _generation(rows[0])
+
+    def current_text(self, story_id: str) -> str:
+        rows = self._read("SELECT g.text FROM stories s JOIN generations g ON g.id = s.current_id "
+                          "WHERE s.id = ?", (story_id,))
+        return rows[0][0] if rows else ""
+
+    def search(self, query: str = "", limit: int = 200) -> list[Story]:
+        """Newest first; every word of `query` in the title, the premise or some version."""
+        sql = "SELECT id, title, premise, controls, current_id, created_at, updated_at " \
+              "FROM stories s"
+        conditions, args = [], []
+        for word in query.split():
+            pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conditions.append("(s.title LIKE ? ESCAPE '\\' OR s.premise LIKE ? ESCAPE '\\' OR "
+                              "EXISTS (SELECT 1 FROM generations g WHERE g.story_id = s.id "
+                              "AND g.text LIKE ? ESCAPE '\\'))")
+            args += [pattern] * 3
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        rows = self._read(sql + " ORDER BY updated_at DESC, rowid DESC LIMIT ?", (*args, limit))
+        return [_story(row) for row in rows]
+
+    def rated(self, min_stars: int | None = None) -> list[tuple[Story, Generation]]:
+        rows = self._read(f"SELECT {_GEN_COLUMNS} FROM generations WHERE stars IS NOT NULL "
+                          "AND stars >= ? ORDER BY created_at, rowid", (min_stars or 1,))
+        stories: dict[str, Story] = {}
+        pairs = []
+        for row in rows:
+            generation = _generation(row)
+            if generation.story_id not in stories:
+                stories[generation.story_id] = self.story(generation.story_id)
+            pairs.append((stories[generation.story_id], generation))
+        return pairs
+
+    def stats(self) -> dict[str, int]:
+        stories, generations, rated = self._read(
+            "SELECT (SELECT COUNT(*) FROM stories), (SELECT COUNT(*) FROM generations), "
+            "(SELECT COUNT(*) FROM generations WHERE stars IS NOT NULL)")[0]
+        return {"stories": stories, "generations": generations, "rated": rated}
