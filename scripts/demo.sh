@@ -2,8 +2,9 @@
 # The main job on the embedded default: set up, curate the starter corpus into data/starter,
 # fine-tune SmolLM2-135M on it (configs/finetune/quickstart.yaml) into runs/quickstart,
 # evaluate the tuned model against its base (configs/evaluate/quickstart.yaml) into
-# runs/quickstart/evaluation, merge it into models/quickstart (verified), and serve it at
-# http://127.0.0.1:8000/v1 until Ctrl+C.
+# runs/quickstart/evaluation, merge it into models/quickstart (verified), serve it at
+# http://127.0.0.1:8000/v1 and open the writing studio at http://127.0.0.1:8501 on it, both
+# until Ctrl+C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -22,7 +23,16 @@ echo "demo: curated dataset in data/starter (see data/starter/report.md)"
 echo "demo: fine-tuned model in runs/quickstart/final (see runs/quickstart/summary.json and plots/)"
 echo "demo: evaluation report in runs/quickstart/evaluation/report.html (and report.md)"
 echo "demo: merged, verified model in models/quickstart (see verification.json)"
-echo "demo: serving it now; in another terminal try:"
-echo "        .venv/bin/storyteller write \"A fox guards a lighthouse\" --genre fable --style moral"
-echo "        curl -s http://127.0.0.1:8000/v1/models"
-exec .venv/bin/storyteller serve --model models/quickstart
+echo "demo: starting the endpoint (http://127.0.0.1:8000/v1) and the studio"
+.venv/bin/storyteller serve --model models/quickstart &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT INT TERM
+for _ in $(seq 1 600); do
+  .venv/bin/python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/health', timeout=2)" \
+    >/dev/null 2>&1 && break
+  kill -0 $SERVER 2>/dev/null || { echo "demo: the endpoint did not start" >&2; exit 1; }
+  sleep 1
+done
+echo "demo: writing studio at http://127.0.0.1:8501 (the endpoint serves models/quickstart);"
+echo "      from a terminal: .venv/bin/storyteller write \"A fox guards a lighthouse\" --genre fable"
+.venv/bin/storyteller app --endpoint http://127.0.0.1:8000 --model quickstart

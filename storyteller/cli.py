@@ -227,6 +227,10 @@ from storyteller.evaluate.ratings.cli import ratings_app  # noqa: E402
 
 app.add_typer(ratings_app, name="ratings")
 
+from storyteller.studio.cli import library_app  # noqa: E402
+
+app.add_typer(library_app, name="library")
+
 from storyteller.serve.cli import register as register_serving  # noqa: E402
 
 register_serving(app)

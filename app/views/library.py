@@ -81,10 +81,12 @@ st.caption("Rated versions as JSONL for `storyteller curate`: stories you liked 
            "(SFT), or pairs of versions of one request for preference tuning.")
 min_stars = st.slider("Keep stories rated at least", 1, 5, 4, key="l_min_stars")
 rated = lib.rated()
-sft = sft_records(rated, min_stars)
-prefs = preference_records(rated)
+# An edited version is trained on with the prompt of the version it edited.
+versions = [v for story_id in {story.id for story, _ in rated} for v in lib.generations(story_id)]
+sft = sft_records(rated, min_stars, versions)
+prefs = preference_records(rated, versions)
 cols = st.columns(2)
-cols[0].download_button(f"SFT dataset ({len(sft)} stories)", jsonl_bytes(sft),
+cols[0].download_button(f"SFT dataset ({len(sft)} {'story' if len(sft) == 1 else 'stories'})", jsonl_bytes(sft),
                         "storyteller-feedback-sft.jsonl", "application/jsonl",
                         disabled=not sft, on_click="ignore", icon=":material/dataset:")
 cols[1].download_button(f"Preference pairs ({len(prefs)})", jsonl_bytes(prefs),

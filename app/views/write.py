@@ -86,6 +86,14 @@ with left:
 # ------------------------------------------------------------------------------ the story
 story_id = st.session_state.get("story_id")
 story = versions = current = None
+if story_id and st.session_state.get("stop"):
+    # The run after a Stop click: the interrupted run is still saving what it had; wait for it
+    # (briefly) so the page shows the stopped version, not its last autosave.
+    for _ in range(40):
+        latest = lib.story(story_id).current_id if story_id else None
+        if latest is None or lib.generation(latest).finish_reason is not None:
+            break
+        time.sleep(0.05)
 if story_id:
     try:
         story = lib.story(story_id)
@@ -114,7 +122,7 @@ with right:
                 st.session_state.history = st.session_state.history.moved(story.current_id, picked)
                 lib.set_current(story.id, picked)
                 st.rerun()
-    box = st.container(border=True) if story is not None else st.container()
+    box = st.container(border=story is not None, key="story_box")
     with box:
         story_slot = st.empty()
     stop_slot = st.empty()
@@ -123,30 +131,31 @@ with right:
         note = FINISH_NOTES.get(current.finish_reason or "", "")
         st.caption(f"{draft.word_count(current.text):,} words" + (f" · {note}" if note else "")
                    + (f" · {ui.plain(current.model)}" if current.model else ""))
-        cols = st.columns(5)
-        if cols[0].button("Continue", icon=":material/arrow_forward:", key="continue",
-                          disabled=not connection.ready):
+        row = st.container(horizontal=True, vertical_alignment="center")
+        if row.button("Continue", icon=":material/arrow_forward:", key="continue",
+                      disabled=not connection.ready):
             action = "continue"
-        if cols[1].button("Regenerate", icon=":material/refresh:", key="regenerate",
-                          disabled=not connection.ready or
-                          draft.generating_request(versions, current.id) is None):
+        if row.button("Regenerate", icon=":material/refresh:", key="regenerate",
+                      disabled=not connection.ready or
+                      draft.generating_request(versions, current.id) is None):
             action = "regenerate"
-        if cols[2].button("Undo", icon=":material/undo:", key="undo"):
+        if row.button("Undo", icon=":material/undo:", key="undo"):
             target, history = st.session_state.history.undo(versions, current.id)
             st.session_state.history = history
             if target:
                 lib.set_current(story.id, target)
             st.rerun()
-        if cols[3].button("New story", icon=":material/add:", key="new_story"):
+        if row.button("New story", icon=":material/add:", key="new_story"):
             st.session_state.story_id = None
             st.session_state.history = draft.History()
             st.rerun()
-        editing = cols[4].toggle("Edit", key=f"editing_{current.id}")
+        editing = row.toggle("Edit", key=f"editing_{current.id}")
         final = st.checkbox("Let the next part end the story", key="w_final")
         if editing:
             edited = st.text_area("Edit the story", current.text, height=320,
                                   key=f"edit_{current.id}")
-            if st.button("Save edit", icon=":material/save:", key="save_edit") and edited != current.text:
+            saved = st.button("Save edit", icon=":material/save:", key="save_edit")
+            if saved and edited != current.text:
                 made = lib.add_generation(story.id, kind="edit", text=edited, parent_id=current.id)
                 st.session_state.history = st.session_state.history.moved(current.id, made.id)
                 st.rerun()

@@ -5,6 +5,7 @@ saved in test-artifacts/studio/ (or $STORYTELLER_SCREENSHOTS)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from storyteller.serve.engines import free_port
 from storyteller.studio.library import StoryLibrary
@@ -81,7 +83,7 @@ def pick(page, label: str, option: str) -> None:
 
 
 def story_text(page) -> str:
-    texts = page.locator("[data-testid='stVerticalBlockBorderWrapper'] [data-testid='stText']")
+    texts = page.locator(".st-key-story_box [data-testid='stText']")
     return texts.first.inner_text() if texts.count() else ""
 
 
@@ -123,7 +125,10 @@ def test_write_watch_it_stream_rate_and_export(browser, studio, tmp_path):
     tokens.fill("2000")
     tokens.press("Enter")
     page.get_by_role("button", name="Regenerate").click()
-    page.get_by_role("button", name="Stop").click(timeout=60_000)
+    stop = page.get_by_role("button", name="Stop")
+    stop.wait_for(timeout=60_000)
+    page.wait_for_timeout(700)  # some of it streamed
+    stop.click()
     page.get_by_text("stopped by you").wait_for(timeout=60_000)
     shot(page, "3-stopped")
     with StoryLibrary(library) as lib:
@@ -136,11 +141,15 @@ def test_write_watch_it_stream_rate_and_export(browser, studio, tmp_path):
     page.get_by_role("button", name="Save edit").click()
     page.get_by_text("<b>Bold</b> claims and *stars*.").wait_for()
     assert page.locator("b", has_text="Bold").count() == 0
+    expect(page.get_by_label("Edit the story")).to_have_count(0)  # the new version is shown
 
     # Rate it, then export it.
-    page.get_by_test_id("stFeedback").get_by_role("button").nth(3).click()
+    page.get_by_role("radio", name="4 out of 5 stars").click()
+    save = page.get_by_role("button", name="Save rating")
+    expect(save).to_be_enabled()
     page.get_by_label("Comment").fill("short and odd")
-    page.get_by_role("button", name="Save rating").click()
+    page.get_by_label("Comment").press("Enter")
+    save.click()
     page.get_by_text("Saved: 4 of 5 stars").wait_for()
     shot(page, "4-rated")
     with page.expect_download() as download:
@@ -157,4 +166,12 @@ def test_write_watch_it_stream_rate_and_export(browser, studio, tmp_path):
     page.get_by_label("Search").press("Enter")
     page.get_by_text("The Lamp").first.wait_for()
     shot(page, "5-library")
+    # The rated version as a fine-tuning record (an edit: trained with the prompt it edited).
+    with page.expect_download() as download:
+        page.get_by_role("button", name="SFT dataset (1 story)").click()
+    [record] = [json.loads(line) for line in
+                Path(download.value.path()).read_text(encoding="utf-8").splitlines()]
+    assert record["rating"] == 4 and record["genre"] == "fable" and record["style"] == "moral"
+    assert record["messages"][-1] == {"role": "assistant",
+                                      "content": "<b>Bold</b> claims and *stars*."}
     page.close()

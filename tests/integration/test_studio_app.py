@@ -235,7 +235,7 @@ def test_library_searches_opens_renames_deletes_and_exports(monkeypatch, library
         assert len([b for b in at.button if b.label == "Open"]) == 2
         at.text_input(key="l_query").input("docks").run()
         assert [b.key for b in at.button if b.label == "Open"] == [f"open_{fox.id}"]
-        assert any("SFT dataset (1 stories)" == d.label for d in at.download_button)
+        assert any("SFT dataset (1 story)" == d.label for d in at.download_button)
         at.text_input(key=f"title_{fox.id}").input("Fog on the Docks")
         at.button(key=f"rename_{fox.id}").click().run()
         at.checkbox(key=f"sure_{fox.id}").check().run()
