@@ -24,15 +24,25 @@ HOUSE_STYLE_TEXT = {"moral": "fables end on one `Moral:` line",
                     "log": "science fiction is told as dated `Log, day N:` entries"}
 
 
+def _has_interval(cell: dict[str, Any]) -> bool:
+    # A metric measured on a single story (others had nothing to measure) has a value and no
+    # interval.
+    return cell.get("low") is not None and cell.get("high") is not None
+
+
 def fmt(cell: dict[str, Any] | None, digits: int = 3) -> str:
     if not cell or cell.get("value") is None:
         return "n/a"
+    if not _has_interval(cell):
+        return f"{cell['value']:.{digits}f} [no interval]"
     return f"{cell['value']:.{digits}f} [{cell['low']:.{digits}f}, {cell['high']:.{digits}f}]"
 
 
 def fmt_diff(cell: dict[str, Any] | None, better: str | None, digits: int = 3) -> str:
     if not cell or cell.get("value") is None:
         return "n/a"
+    if not _has_interval(cell):
+        return f"{cell['value']:+.{digits}f} [no interval]"
     text = f"{cell['value']:+.{digits}f} [{cell['low']:+.{digits}f}, {cell['high']:+.{digits}f}]"
     if cell["low"] > 0 or cell["high"] < 0:
         direction = "higher" if cell["value"] > 0 else "lower"

@@ -7,6 +7,7 @@ from storyteller.curate.config import CurateConfig
 from storyteller.errors import ConfigError
 from storyteller.evaluate.config import EvaluateConfig
 from storyteller.serve.config import ServeConfig
+from storyteller.studio.config import StudioConfig
 from storyteller.train.config import FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +23,7 @@ def test_every_shipped_config_loads(path):
         assert cluster.num_processes >= 2 and cluster.distributed_type
         return
     classes = {"curate": CurateConfig, "finetune": FinetuneConfig, "evaluate": EvaluateConfig,
-               "serve": ServeConfig}
+               "serve": ServeConfig, "studio": StudioConfig}
     assert stage in classes, f"{path} belongs to no known stage"
     config = load_config(classes[stage], path)
     assert isinstance(config, classes[stage])

@@ -105,3 +105,15 @@ def test_distinct_interval_is_centred_on_the_corpus_value():
     summary = summarise(records, {}, "tuned", None, resamples=200)
     cell = summary["metrics"]["distinct_2"]["values"]["tuned"]
     assert cell["low"] < cell["value"] < cell["high"]
+
+
+def test_report_cells_without_an_interval_show_the_value():
+    """A metric measured on one story only has a value and no interval; the report says so
+    rather than failing."""
+    from storyteller.evaluate.report import fmt, fmt_diff
+
+    assert fmt({"value": 0.5, "low": None, "high": None}) == "0.500 [no interval]"
+    assert fmt_diff({"value": -0.25, "low": None, "high": None}, "higher") == \
+        "-0.250 [no interval]"
+    assert fmt({"value": 0.5, "low": 0.4, "high": 0.6}) == "0.500 [0.400, 0.600]"
+    assert fmt(None) == fmt({"value": None}) == "n/a"
