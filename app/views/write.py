@@ -233,7 +233,8 @@ def generate(action: str) -> bool:
 
     stream = client.stream(model.id, messages, sampling)
     stop_slot.button("Stop", icon=":material/stop:", key="stop")
-    last_save, piece_text = 0.0, ""
+    last_save = last_draw = 0.0
+    piece_text = ""
     try:
         for piece in stream:
             if isinstance(piece, Completion):
@@ -241,12 +242,16 @@ def generate(action: str) -> bool:
                 break
             piece_text += piece
             shown = draft.join_continuation(base_text, piece_text) if base_text else piece_text
-            story_slot.text(shown, width="stretch")
+            # Each draw sends the whole text so far to the browser: at most 20 a second.
+            if time.monotonic() - last_draw > 0.05:
+                story_slot.text(shown, width="stretch")
+                last_draw = time.monotonic()
             if time.monotonic() - last_save > 0.5:
                 save(shown, None)
                 last_save = time.monotonic()
     except ClientError as error:
         finish = "error"
+        story_slot.text(shown or " ", width="stretch")
         with notice:
             ui.show_problem(error)
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -90,12 +89,10 @@ def app_command(
             env[CONFIG_VARIABLE] = str(config)
         typer.echo(f"studio: http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port} "
                    f"(endpoint {cfg.endpoint}, library {cfg.library}); Ctrl+C stops it")
-        try:
-            code = subprocess.call(streamlit_command(host, port, open_browser), env=env)
-        except KeyboardInterrupt:
-            code = 0
-        if code:
-            raise typer.Exit(code)
+        # Streamlit takes this process's place, so Ctrl+C and a service manager's signals reach
+        # it directly and no server is left behind.
+        command = streamlit_command(host, port, open_browser)
+        os.execve(command[0], command, env)
 
     guarded(action)
 

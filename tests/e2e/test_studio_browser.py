@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -67,7 +68,7 @@ def studio(tiny_endpoint, tmp_path):
         assert time.monotonic() < deadline, "the studio did not start"
         time.sleep(0.3)
     yield address, library
-    process.terminate()
+    os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=30)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from storyteller.evaluate.ratings.run import load_key
 from storyteller.evaluate.ratings.store import RatingsStore
 from storyteller.prompts import StoryRequest
 from storyteller.serve.client import Sampling, StoryClient, story_messages
@@ -15,7 +16,7 @@ from storyteller.studio.library import StoryLibrary
 from storyteller.studio.rater import RatingsFolder
 from tests.conftest import ROOT, run_cli
 from tests.integration.fake_endpoint import FakeEndpoint
-from tests.unit.test_ratings_fixture import write_generations
+from tests.unit.test_ratings_fixture import MODELS, write_generations
 
 pytestmark = pytest.mark.slow
 
@@ -204,24 +205,24 @@ def test_the_api_key_is_never_shown(monkeypatch, library_path):
             assert all(secret not in str(w.value) for w in at.sidebar.text_input)
 
 
-def test_model_text_is_shown_as_text_not_html(monkeypatch, library_path):
+def test_model_text_is_shown_as_text_not_html(tiny_endpoint, monkeypatch, library_path):
     hostile = "<b>bold</b> <img src=x onerror=alert(1)> **not bold** [link](http://x)"
     with StoryLibrary(library_path) as lib:
         story = lib.create_story("<i>Title</i>", "p", {"genre": "fable"})
         lib.add_generation(story.id, kind="write", text=hostile, messages=[{"role": "user",
                                                                            "content": "p"}])
-    with FakeEndpoint("slow") as fake:
-        at = studio(monkeypatch, fake.url, library_path, page="views/library.py")
-        by_label(at.button, "Open").click().run()
-        assert hostile in [t.value for t in at.text]
-        assert all("<b>" not in m.value and "<img" not in m.value for m in at.markdown)
-        assert "\\<i\\>Title\\</i\\>" in [s.value for s in at.subheader]
+    at = studio(monkeypatch, tiny_endpoint[0], library_path, page="views/library.py")
+    by_label(at.button, "Open").click().run()
+    assert hostile in [t.value for t in at.text]
+    assert all("<b>" not in m.value and "<img" not in m.value for m in at.markdown)
+    assert "\\<i\\>Title\\</i\\>" in [s.value for s in at.subheader]
 
 
 # ------------------------------------------------------------------------------------- library
 
 
-def test_library_searches_opens_renames_deletes_and_exports(monkeypatch, library_path):
+def test_library_searches_opens_renames_deletes_and_exports(tiny_endpoint, monkeypatch,
+                                                            library_path):
     with StoryLibrary(library_path) as lib:
         owl = lib.create_story("The Owl", "An owl keeps the time.", {"genre": "fable"})
         lib.add_generation(owl.id, kind="write", text="The owl hooted twelve times.",
@@ -230,24 +231,23 @@ def test_library_searches_opens_renames_deletes_and_exports(monkeypatch, library
         rated = lib.add_generation(fox.id, kind="write", text="Fog rolled in over the docks.",
                                    messages=[{"role": "user", "content": "fog"}])
         lib.rate(rated.id, 5, "moody")
-    with FakeEndpoint("slow") as fake:
-        at = studio(monkeypatch, fake.url, library_path, page="views/library.py")
-        assert len([b for b in at.button if b.label == "Open"]) == 2
-        at.text_input(key="l_query").input("docks").run()
-        assert [b.key for b in at.button if b.label == "Open"] == [f"open_{fox.id}"]
-        assert any("SFT dataset (1 story)" == d.label for d in at.download_button)
-        at.text_input(key=f"title_{fox.id}").input("Fog on the Docks")
-        at.button(key=f"rename_{fox.id}").click().run()
-        at.checkbox(key=f"sure_{fox.id}").check().run()
-        at.button(key=f"delete_{fox.id}").click().run()
-        assert not at.exception
-        with StoryLibrary(library_path) as lib:
-            assert [s.title for s in lib.search()] == ["The Owl"]
-        at.text_input(key="l_query").input("").run()
-        at.button(key=f"open_{owl.id}").click().run()
-        assert at.text_input(key="w_title").value == "The Owl"
-        assert at.text_area(key="w_premise").value == "An owl keeps the time."
-        assert "The owl hooted twelve times." in [t.value for t in at.text]
+    at = studio(monkeypatch, tiny_endpoint[0], library_path, page="views/library.py")
+    assert len([b for b in at.button if b.label == "Open"]) == 2
+    at.text_input(key="l_query").input("docks").run()
+    assert [b.key for b in at.button if b.label == "Open"] == [f"open_{fox.id}"]
+    assert any("SFT dataset (1 story)" == d.label for d in at.download_button)
+    at.text_input(key=f"title_{fox.id}").input("Fog on the Docks")
+    at.button(key=f"rename_{fox.id}").click().run()
+    at.checkbox(key=f"sure_{fox.id}").check().run()
+    at.button(key=f"delete_{fox.id}").click().run()
+    assert not at.exception
+    with StoryLibrary(library_path) as lib:
+        assert [s.title for s in lib.search()] == ["The Owl"]
+    at.text_input(key="l_query").input("").run()
+    at.button(key=f"open_{owl.id}").click().run()
+    assert at.text_input(key="w_title").value == "The Owl"
+    assert at.text_area(key="w_premise").value == "An owl keeps the time."
+    assert "The owl hooted twelve times." in [t.value for t in at.text]
 
 
 # ------------------------------------------------------------------------------------- rating
@@ -270,35 +270,35 @@ def answer_current(at: AppTest) -> None:
 
 
 def test_rater_page_shows_blinded_items_in_the_raters_order_and_resumes(
-        monkeypatch, library_path, study):
+        tiny_endpoint, monkeypatch, library_path, study):
     folder = RatingsFolder(study)
     order = [i.id for i in folder.items("rater-02")] + [p.id for p in folder.pairs("rater-02")]
     folder.close()
-    with FakeEndpoint("slow") as fake:
-        at = studio(monkeypatch, fake.url, library_path, page="views/rate.py",
-                    STORYTELLER_RATINGS=str(study))
-        at.text_input(key="r_typed").input("rater-99").run()
-        by_label(at.button, "Start").click().run()
-        assert any("not a rater id" in e.value for e in at.error)
-        at.text_input(key="r_typed").input("rater-02").run()
-        by_label(at.button, "Start").click().run()
-        assert any(f"id {order[0]}" in c.value for c in at.caption)
-        assert not any("model" in t.value.lower() and "base" in t.value.lower() for t in at.text)
-        assert by_label(at.button, "Save and next").disabled  # nothing answered yet
-        answer_current(at)
-        answer_current(at)
-        assert any(f"id {order[2]}" in c.value for c in at.caption)
+    at = studio(monkeypatch, tiny_endpoint[0], library_path, page="views/rate.py",
+                STORYTELLER_RATINGS=str(study))
+    at.text_input(key="r_typed").input("rater-99").run()
+    by_label(at.button, "Start").click().run()
+    assert any("not a rater id" in e.value for e in at.error)
+    at.text_input(key="r_typed").input("rater-02").run()
+    by_label(at.button, "Start").click().run()
+    assert any(f"id {order[0]}" in c.value for c in at.caption)
+    # Blinded: nothing on the page says which model wrote the story.
+    refs = [*MODELS.values(), *(f"model: {m}" for m in load_key(study / "key.json").models())]
+    assert not any(ref in text for ref in refs for text in shown_texts(at))
+    assert by_label(at.button, "Save and next").disabled  # nothing answered yet
+    answer_current(at)
+    answer_current(at)
+    assert any(f"id {order[2]}" in c.value for c in at.caption)
     # A new session (the rater came back later) resumes at the first unanswered item.
-    with FakeEndpoint("slow") as fake:
-        at = studio(monkeypatch, fake.url, library_path, page="views/rate.py",
-                    STORYTELLER_RATINGS=str(study))
-        at.text_input(key="r_typed").input("rater-02").run()
-        by_label(at.button, "Start").click().run()
-        assert any(f"Item 3 of {len(order)}" in c.value for c in at.caption)
-        for _ in range(len(order) - 2):
-            answer_current(at)
-        assert any("are rated" in s.value for s in at.success)
-        assert not at.exception
+    at = studio(monkeypatch, tiny_endpoint[0], library_path, page="views/rate.py",
+                STORYTELLER_RATINGS=str(study))
+    at.text_input(key="r_typed").input("rater-02").run()
+    by_label(at.button, "Start").click().run()
+    assert any(f"Item 3 of {len(order)}" in c.value for c in at.caption)
+    for _ in range(len(order) - 2):
+        answer_current(at)
+    assert any("are rated" in s.value for s in at.success)
+    assert not at.exception
     with RatingsStore(study / "ratings.sqlite") as store:
         answers = store.answers("rater-02")
         assert sorted(a.item for a in answers) == sorted(order)
