@@ -42,7 +42,8 @@ for story in stories:
         with head:
             st.markdown(f"**{ui.plain(story.title or 'Untitled story')}**")
             st.caption(f"{len(versions)} version{'s' if len(versions) != 1 else ''} · "
-                       f"{draft.word_count(text):,} words · updated {story.updated_at[:16].replace('T', ' ')}"
+                       f"{draft.word_count(text):,} words · "
+                       f"updated {story.updated_at[:16].replace('T', ' ')}"
                        + (f" · best {max(stars)}★" if stars else ""))
             preview = " ".join(text.split()[:60])
             st.text(preview + (" …" if len(text.split()) > 60 else ""), width="stretch")
@@ -86,7 +87,8 @@ versions = [v for story_id in {story.id for story, _ in rated} for v in lib.gene
 sft = sft_records(rated, min_stars, versions)
 prefs = preference_records(rated, versions)
 cols = st.columns(2)
-cols[0].download_button(f"SFT dataset ({len(sft)} {'story' if len(sft) == 1 else 'stories'})", jsonl_bytes(sft),
+stories = "story" if len(sft) == 1 else "stories"
+cols[0].download_button(f"SFT dataset ({len(sft)} {stories})", jsonl_bytes(sft),
                         "storyteller-feedback-sft.jsonl", "application/jsonl",
                         disabled=not sft, on_click="ignore", icon=":material/dataset:")
 cols[1].download_button(f"Preference pairs ({len(prefs)})", jsonl_bytes(prefs),

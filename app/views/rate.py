@@ -127,7 +127,7 @@ else:
                       index=PAIR_CHOICES.index(was) if was else None)
     complete = choice is not None
 comment = st.text_input("Comment (optional)", previous.comment if previous else "",
-                        key=f"r_{rater}_{item.id}_comment")
+                        max_chars=2000, key=f"r_{rater}_{item.id}_comment")
 
 nav = st.columns([1, 1, 4])
 if nav[0].button("Previous", disabled=position == 0, icon=":material/arrow_back:"):

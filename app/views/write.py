@@ -52,7 +52,8 @@ with left:
                 help="Values this model was trained on; type another to try it." if control.trained
                 else "Examples; this model lists no trained values for it.")
             controls[control.name] = "" if value in (None, ANY) else value
-    preset_name = st.segmented_control("Sampling", STUDIO_PRESETS, key=ui.kept("w_preset", "balanced"),
+    preset_name = st.segmented_control("Sampling", STUDIO_PRESETS,
+                                       key=ui.kept("w_preset", "balanced"),
                                        help="focused: steadier, more predictable; balanced: the "
                                             "default; creative: looser and more surprising.")
     preset_name = preset_name or "balanced"
@@ -163,7 +164,7 @@ with right:
             stars = st.feedback("stars", key=f"stars_{current.id}",
                                 default=current.stars - 1 if current.stars else None)
             comment = st.text_input("Comment", current.comment, key=f"comment_{current.id}",
-                                    placeholder="what worked, what did not")
+                                    max_chars=2000, placeholder="what worked, what did not")
             if st.button("Save rating", key=f"rate_{current.id}", disabled=stars is None):
                 lib.rate(current.id, int(stars) + 1, comment)
                 st.toast(f"Saved: {int(stars) + 1} of {SCALE_MAX} stars")
@@ -215,13 +216,14 @@ def generate(action: str) -> bool:
     def save(text: str, reason: str | None) -> None:
         # Rows are made on the first piece: a request that fails at once leaves nothing behind.
         if target["story"] is None:
-            target["story"] = lib.create_story(title.strip() or premise.strip()[:60], premise.strip(),
-                                               dict(request.controls))
+            target["story"] = lib.create_story(title.strip() or premise.strip()[:60],
+                                               premise.strip(), dict(request.controls))
             st.session_state.story_id = target["story"].id
         if target["generation"] is None:
             target["generation"] = lib.add_generation(
                 target["story"].id, kind=kind, text=text, parent_id=parent, messages=messages,
-                request=draft.request_to_json(request), settings=settings_json(preset_name, sampling),
+                request=draft.request_to_json(request),
+                settings=settings_json(preset_name, sampling),
                 model=model.id, endpoint=client.endpoint, finish_reason=reason)
             if action == "write":
                 st.session_state.history = draft.History()

@@ -65,7 +65,8 @@ def export(
         from storyteller.studio.export import jsonl_bytes, preference_records, sft_records
 
         if kind not in ("sft", "preference"):
-            raise InputError.at("--kind", f"{kind!r} is not a dataset kind", "use sft or preference")
+            raise InputError.at("--kind", f"{kind!r} is not a dataset kind",
+                                "use sft or preference")
         with _open(library) as lib:
             rated = lib.rated()
             versions = [v for story_id in {s.id for s, _ in rated}

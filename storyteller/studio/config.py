@@ -59,7 +59,8 @@ class StudioConfig:
 def load_studio_config(path: str | Path | None = None,
                        env: Mapping[str, str] = os.environ) -> StudioConfig:
     """The file's settings (or the defaults), then the environment's."""
-    path = path or env.get(CONFIG_VARIABLE) or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    shipped = DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+    path = path or env.get(CONFIG_VARIABLE) or shipped
     config = load_config(StudioConfig, path)
     return with_environment(config, env)
 

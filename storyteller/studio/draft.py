@@ -120,7 +120,8 @@ class History:
             return self
         return History((*self.past, previous)[-100:])
 
-    def undo(self, versions: Sequence[Generation], current_id: str | None) -> tuple[str | None, History]:
+    def undo(self, versions: Sequence[Generation],
+             current_id: str | None) -> tuple[str | None, History]:
         """(the version to go back to, the history after it). Without history (a story just
         reopened from the library) undo goes to the current version's parent."""
         known = by_id(versions)

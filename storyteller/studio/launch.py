@@ -36,7 +36,8 @@ def app_command(
         show_default=False)] = None,
     library: Annotated[Path | None, typer.Option(
         "--library", help="Story library file [default: $STORYTELLER_LIBRARY or "
-                          "~/.local/share/storyteller/library.sqlite].", show_default=False)] = None,
+                          "~/.local/share/storyteller/library.sqlite].",
+        show_default=False)] = None,
     ratings: Annotated[Path | None, typer.Option(
         "--ratings", help="Folder written by `storyteller ratings make`, for the Rate page.",
         show_default=False)] = None,

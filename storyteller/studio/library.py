@@ -224,7 +224,8 @@ class StoryLibrary:
     def set_premise(self, story_id: str, premise: str, controls: Mapping[str, str]) -> None:
         with self._write():
             self._db.execute("UPDATE stories SET premise = ?, controls = ?, updated_at = ? "
-                             "WHERE id = ?", (premise, json.dumps(dict(controls)), _now(), story_id))
+                             "WHERE id = ?",
+                             (premise, json.dumps(dict(controls)), _now(), story_id))
 
     def rate(self, generation_id: str, stars: int | None, comment: str = "") -> None:
         if stars is not None and (isinstance(stars, bool) or not isinstance(stars, int)
