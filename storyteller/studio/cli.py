@@ -18,16 +18,39 @@ LibraryOption = Annotated[Path | None, typer.Option(
                             "~/.local/share/storyteller/library.sqlite].", show_default=False)]
 
 
-def _open(path: Path | None):
-    from storyteller.errors import InputError
-    from storyteller.studio.library import StoryLibrary, default_library_path
+def _library_path(path: Path | None) -> Path:
+    """The library file to read, checked: opening any other file would add the library's
+    tables to it, and these commands only read."""
+    import sqlite3
+    from contextlib import closing
 
-    path = path or default_library_path()
+    from storyteller.errors import InputError
+    from storyteller.studio.library import default_library_path
+
+    path = (path or default_library_path()).expanduser()
     if not path.is_file():
         raise InputError.at(str(path), "no story library here",
                             "write a story in the studio first (storyteller app), or pass "
                             "--library FILE")
-    return StoryLibrary(path)
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                               "AND name = 'stories'").fetchone()
+    except sqlite3.DatabaseError as error:
+        found, why = None, str(error)
+    else:
+        why = "it has no stories table"
+    if not found:
+        raise InputError.at(str(path), f"not a story library ({why})",
+                            "pass the library file the studio writes (its Library page shows "
+                            "where), e.g. --library ~/.local/share/storyteller/library.sqlite")
+    return path
+
+
+def _open(path: Path | None):
+    from storyteller.studio.library import StoryLibrary
+
+    return StoryLibrary(_library_path(path))
 
 
 @library_app.command()
@@ -47,7 +70,8 @@ def export(
     Every record carries the story under `text` and its controls (genre,
     style, …) under their own names, so `storyteller curate` reads the file
     like any other record file; preference records add `prompt`, `chosen`
-    and `rejected`.
+    and `rejected`. The answer to a continuation's prompt (which quoted the
+    story so far) is only the part it added; `text` is the whole story.
 
     Examples:
 
@@ -63,12 +87,16 @@ def export(
         from storyteller.errors import InputError
         from storyteller.files import write_atomic
         from storyteller.studio.export import jsonl_bytes, preference_records, sft_records
+        from storyteller.studio.library import StoryLibrary
 
         if kind not in ("sft", "preference"):
             raise InputError.at("--kind", f"{kind!r} is not a dataset kind",
                                 "use sft or preference")
-        with _open(library) as lib:
+        path = _library_path(library)
+        with StoryLibrary(path) as lib:
             rated = lib.rated()
+            # Every version of the rated stories: an edit takes the prompt of what it edited,
+            # a continuation's new part is told from the story it grew from.
             versions = [v for story_id in {s.id for s, _ in rated}
                         for v in lib.generations(story_id)]
         records = sft_records(rated, min_stars, versions) if kind == "sft" else \
@@ -77,8 +105,12 @@ def export(
             hint = (f"rate versions {min_stars}★ or more in the studio, or lower --min-stars"
                     if kind == "sft" else "rate two versions of one request differently "
                                           "(Regenerate makes a second version)")
-            raise InputError.at(str(library or "library"), f"nothing to export yet "
+            raise InputError.at(str(path), f"nothing to export yet "
                                 f"({len(rated)} rated versions)", hint)
+        if out.is_dir():
+            raise InputError.at(str(out), "is a folder", "give --out a file name, e.g. "
+                                f"{out / 'feedback.jsonl'}")
+        out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out, jsonl_bytes(records))
         typer.echo(f"{len(records)} {kind} records → {out}")
         typer.echo(f"next: storyteller curate {out} --out data/feedback")

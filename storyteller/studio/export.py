@@ -5,12 +5,21 @@ The datasets are what `storyteller curate` reads: each record has the story unde
 its controls under their own names (genre, style, tone …), so curate tags and pairs them like
 any other record file. A preference record also carries `prompt`, `chosen` and `rejected`, the
 usual shape for preference tuning; its `text` is the chosen story, so curate reads a preference
-file as fine-tuning data on the stories the writer preferred."""
+file as fine-tuning data on the stories the writer preferred.
+
+A record's answer to its prompt (the last message of an SFT record; `chosen` and `rejected`) is
+what the model was asked for: the whole story for a story request, only the new part for a
+continuation, whose prompt quotes the story so far. `text` is always the whole story.
+
+Curate takes the first of a field's aliases that a record has, so no field is named after an
+alias of another (a `kind` field would read as the genre: the version's kind is `version_kind`),
+and a preference record always has `premise`, so its `prompt` is never read as one."""
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 from itertools import combinations
@@ -30,6 +39,24 @@ def _controls_line(story: Story) -> str:
                       if story.controls.get(name))
 
 
+# A line of prose starting with one of these would open a Markdown block (heading, quote, list,
+# rule, setext underline, code fence, table, link definition) ...
+_BLOCK_MARK = "#>*+-=_`~|["
+# ... and so would a number followed by "." or ")" (an ordered list: "1984. That winter ...").
+_NUMBERED = re.compile(r"(\d{1,9})([.)])(?=\s|$)")
+
+
+def _prose_line(line: str) -> str:
+    """`line` escaped so that it renders as the words it is, not as a block of Markdown.
+    Leading spaces go (four of them would start a code block); inline markup is left as
+    written, since emphasis and the like are part of how a story reads."""
+    line = line.strip()
+    numbered = _NUMBERED.match(line)
+    if numbered:
+        return f"{numbered.group(1)}\\{line[numbered.end(1):]}"
+    return "\\" + line if line[:1] in _BLOCK_MARK else line
+
+
 def story_markdown(story: Story, text: str) -> str:
     """`# Title`, an italic line of controls and premise, then the story's paragraphs."""
     lines = [f"# {' '.join((story.title or UNTITLED).split())}", ""]
@@ -40,7 +67,7 @@ def story_markdown(story: Story, text: str) -> str:
         lines += [f"*{' — '.join(about)}*", ""]
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
     # Single line breaks inside a paragraph are kept as Markdown hard breaks.
-    lines += ["\n\n".join(p.replace("\n", "  \n") for p in paragraphs), ""]
+    lines += ["\n\n".join("  \n".join(map(_prose_line, p.split("\n"))) for p in paragraphs), ""]
     return "\n".join(lines)
 
 
@@ -50,72 +77,107 @@ def story_text(story: Story, text: str) -> str:
 
 
 def file_stem(title: str) -> str:
-    """A file name from a title: lower case, ASCII letters, digits and dashes."""
-    stem = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60].strip("-")
+    """A file name from a title: lower case, ASCII letters, digits and dashes ("Café" → cafe)."""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    stem = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:60].strip("-")
     return stem or "untitled-story"
 
 
 def _fields(story: Story, generation: Generation) -> dict[str, Any]:
     request = generation.request or {}
     controls = {**story.controls, **(request.get("controls") or {})}
+    # A continuation request's premise may be a stand-in ("the story so far"): only a story
+    # request's premise is the writer's.
+    asked_premise = request.get("premise") if request.get("kind", "premise") == "premise" else None
     record: dict[str, Any] = {"title": request.get("title") or story.title or None,
-                              "premise": request.get("premise") or story.premise or None}
+                              "premise": asked_premise or story.premise or None}
     record.update({name: controls[name] for name in HEADER_FIELDS if controls.get(name)})
     return {k: v for k, v in record.items() if v}
 
 
-def _prompt_of(generation: Generation, by_id: dict[str, Generation]) -> list[dict]:
-    """The messages that asked for this version; an edit inherits its parent's."""
+def _asked(generation: Generation, by_id: dict[str, Generation]) -> Generation | None:
+    """The version whose request this one answers: itself when a model wrote it; for an edit,
+    the version it edited (up through edits of edits). None without one at hand."""
     seen = set()
-    while generation.kind == "edit" and generation.parent_id in by_id \
-            and generation.id not in seen:
+    while generation.kind == "edit":
+        if generation.parent_id not in by_id or generation.id in seen:
+            return None
         seen.add(generation.id)
         generation = by_id[generation.parent_id]
-    return [m for m in generation.messages if m.get("role") != "assistant"]
+    return generation if generation.messages else None
+
+
+def _answer(generation: Generation, asked: Generation,
+            by_id: dict[str, Generation]) -> str | None:
+    """What `generation` holds as the answer to `asked`'s prompt: the whole story for a story
+    request; for a continuation, the text after the story it grew from (the prompt quoted
+    that story, and a model taught to repeat it would). None where that part cannot be told:
+    the version it grew from is not at hand, or an edit changed the text before the new part."""
+    text = generation.text.strip()
+    if asked.kind != "continue" and (asked.request or {}).get("kind") != "continuation":
+        return text or None
+    grown_from = by_id.get(asked.parent_id or "")
+    if grown_from is None or not text.startswith(grown_from.text.strip()):
+        return None
+    return text[len(grown_from.text.strip()):].strip() or None
+
+
+def _prompted(rated: Sequence[tuple[Story, Generation]], versions: Sequence[Generation]
+              ) -> list[tuple[Story, Generation, list[dict], str]]:
+    """(story, version, prompt messages, answer) for each rated version that has both."""
+    by_id = {g.id: g for g in versions} | {g.id: g for _, g in rated}
+    found = []
+    for story, generation in rated:
+        asked = _asked(generation, by_id)
+        answer = _answer(generation, asked, by_id) if asked else None
+        if asked and answer:
+            prompt = [m for m in asked.messages if m.get("role") != "assistant"]
+            found.append((story, generation, prompt, answer))
+    return found
 
 
 def sft_records(rated: Sequence[tuple[Story, Generation]], min_stars: int = 4,
                 versions: Sequence[Generation] = ()) -> list[dict]:
-    """One record per version rated `min_stars` or more that has a prompt (its own, or for an
-    edit, the prompt of the version it edited when that is among `versions` or `rated`)."""
-    by_id = {g.id: g for g in versions} | {g.id: g for _, g in rated}
+    """One record per version rated `min_stars` or more that has a prompt: its own, or for an
+    edit the prompt of the version it edited, when that is among `versions` or `rated`.
+    `versions` (every version of the rated stories) also lets a continuation's new part be
+    told from the story it grew from; without it a continuation is left out."""
     records = []
-    for story, generation in rated:
-        if (generation.stars or 0) < min_stars or not generation.text.strip():
-            continue
-        prompt = _prompt_of(generation, by_id)
-        if not prompt:
+    for story, generation, prompt, answer in _prompted(rated, versions):
+        if (generation.stars or 0) < min_stars:
             continue
         records.append({"id": generation.id, "text": generation.text, **_fields(story, generation),
-                        "messages": [*prompt, {"role": "assistant", "content": generation.text}],
+                        "messages": [*prompt, {"role": "assistant", "content": answer}],
                         "rating": generation.stars, "comment": generation.comment,
                         "model": generation.model, "settings": generation.settings,
-                        "kind": generation.kind, "source": SOURCE})
+                        "version_kind": generation.kind, "source": SOURCE})
     return records
 
 
 def preference_records(rated: Sequence[tuple[Story, Generation]],
                        versions: Sequence[Generation] = ()) -> list[dict]:
-    """Every two rated versions of one story asked with the same prompt (regenerations) whose
-    stars differ: the better one chosen, the other rejected."""
-    by_id = {g.id: g for g in versions} | {g.id: g for _, g in rated}
-    groups: dict[tuple[str, str], list[tuple[Story, Generation]]] = defaultdict(list)
-    for story, generation in rated:
-        prompt = _prompt_of(generation, by_id)
-        if prompt and generation.stars and generation.text.strip():
-            groups[(story.id, json.dumps(prompt, sort_keys=True))].append((story, generation))
+    """Every two rated versions of one story that answer the same prompt (regenerations, and
+    edits of them) whose stars differ: the better one chosen, the other rejected. Equal stars
+    say nothing about which is better and give no pair."""
+    groups: dict[tuple[str, str], list[tuple[Story, Generation, str]]] = defaultdict(list)
+    for story, generation, prompt, answer in _prompted(rated, versions):
+        if generation.stars:
+            groups[(story.id, json.dumps(prompt, sort_keys=True))].append(
+                (story, generation, answer))
     records = []
     for (_, prompt_json), members in groups.items():
-        for (story, one), (_, other) in combinations(members, 2):
-            if one.stars == other.stars:
+        for one, other in combinations(members, 2):
+            if one[1].stars == other[1].stars:
                 continue
-            chosen, rejected = (one, other) if one.stars > other.stars else (other, one)
+            (story, chosen, chosen_answer), (_, rejected, rejected_answer) = \
+                (one, other) if one[1].stars > other[1].stars else (other, one)
+            fields = _fields(story, chosen)
             records.append({"id": f"{chosen.id}>{rejected.id}", "prompt": json.loads(prompt_json),
-                            "chosen": chosen.text, "rejected": rejected.text,
+                            "chosen": chosen_answer, "rejected": rejected_answer,
                             "chosen_rating": chosen.stars, "rejected_rating": rejected.stars,
-                            "text": chosen.text, **_fields(story, chosen),
+                            "text": chosen.text, **fields,
                             # Always present, so curate never takes `prompt` for the premise.
-                            "premise": _fields(story, chosen).get("premise"),
+                            "premise": fields.get("premise"),
                             "model": chosen.model, "source": SOURCE})
     return records
 

@@ -4,6 +4,8 @@ read back by `storyteller curate` (SFT and preference files)."""
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 
 import pytest
 
@@ -29,8 +31,8 @@ def library(tmp_path):
             request = StoryRequest(controls=controls, premise=source["premise"],
                                    title=source["title"])
             story = lib.create_story(source["title"], source["premise"], controls)
-            asked = dict(messages=story_messages(request), request=request_to_json(request),
-                         model="quickstart", settings={"preset": "balanced"})
+            asked = {"messages": story_messages(request), "request": request_to_json(request),
+                     "model": "quickstart", "settings": {"preset": "balanced"}}
             best = lib.add_generation(story.id, kind="write", text=source["text"], **asked)
             worse = lib.add_generation(story.id, kind="regenerate",
                                        text=" ".join(source["text"].split()[:80]), **asked)
@@ -56,11 +58,12 @@ def test_exported_feedback_is_curated_back(library, tmp_path):
     assert manifest["counts"]["stories_kept"] == len(stories)
     pairs = [json.loads(line) for name in ("train", "val", "test")
              for line in (curated / f"{name}.jsonl").read_text().splitlines()]
-    genres = {p["controls"].get("genre") for p in pairs if p["kind"] == "premise"
-              and not p["augmented"]}
-    assert genres == {s["genre"] for s in stories}
+    asked = [p for p in pairs if p["kind"] == "premise" and not p["augmented"]]
+    assert {p["controls"].get("genre") for p in asked} == {s["genre"] for s in stories}
+    assert {p["controls"].get("style") for p in asked} == {s["style"] for s in stories}
+    assert {p["messages"][-1]["content"] for p in asked} <= {r["text"].strip() for r in records}
 
-    prefs = tmp_path / "prefs.jsonl"
+    prefs = tmp_path / "exports" / "prefs.jsonl"  # a folder that does not exist yet
     result = run_cli("library", "export", "--library", str(path), "--kind", "preference",
                      "--out", str(prefs))
     assert result.returncode == 0, result.stderr
@@ -93,4 +96,12 @@ def test_list_show_and_errors(library, tmp_path):
     StoryLibrary(empty).close()
     nothing = run_cli("library", "export", "--library", str(empty), "--out", str(tmp_path / "x"))
     assert nothing.returncode == 1 and "nothing to export yet" in nothing.stderr
-    assert not (tmp_path / "x").exists()
+    assert "--min-stars" in nothing.stderr and not (tmp_path / "x").exists()
+    # Another SQLite file (or any file) is refused, and left as it was.
+    other = tmp_path / "ratings.sqlite"
+    with closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE answers (rater TEXT)")
+    before = other.read_bytes()
+    wrong = run_cli("library", "export", "--library", str(other), "--out", str(tmp_path / "y"))
+    assert wrong.returncode == 1 and "not a story library" in wrong.stderr
+    assert other.read_bytes() == before and "Traceback" not in wrong.stderr

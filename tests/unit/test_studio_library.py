@@ -1,21 +1,14 @@
-"""The story library on real SQLite files, and its exports (Markdown, text, SFT and preference
-JSONL) as pure functions."""
+"""The story library on real SQLite files: versions and branches, streaming updates, ratings,
+search, deletion, reopening, and two threads at once. Its exports: test_studio_export.py."""
 
 from __future__ import annotations
 
-import json
+import sqlite3
 import threading
+from contextlib import closing
 
 import pytest
 
-from storyteller.studio.export import (
-    file_stem,
-    jsonl_bytes,
-    preference_records,
-    sft_records,
-    story_markdown,
-    story_text,
-)
 from storyteller.studio.library import StoryLibrary, default_library_path
 
 ASK = [{"role": "system", "content": "s"}, {"role": "user", "content": "[ Genre: fable ]\nfox"}]
@@ -82,7 +75,8 @@ def test_search_matches_titles_premises_and_text_all_words(lib):
     assert {s.id for s in lib.search("fox")} == {a.id, b.id}
     assert [s.id for s in lib.search("FOX detective")] == [b.id]
     assert [s.id for s in lib.search("100%")] == [a.id]
-    assert lib.search("100%%") == [] and [s.id for s in lib.search("fog_")] == [b.id] and lib.search("g_b")
+    assert lib.search("100%%") == [] and lib.search("1_0") == []
+    assert [s.id for s in lib.search("fog_")] == [s.id for s in lib.search("g_b")] == [b.id]
     assert [s.id for s in lib.search()] == [b.id, a.id]  # newest first
     lib.rename(a.id, "Lighthouse!")
     assert lib.search()[0].id == a.id
@@ -120,72 +114,78 @@ def test_two_threads_share_one_library(lib):
     assert len(lib.generations(story.id)) == 40
 
 
+def test_two_threads_with_their_own_connections_to_one_file(tmp_path):
+    """The studio's sessions each open the file: WAL lets one read while another writes."""
+    path = tmp_path / "lib.sqlite"
+    with StoryLibrary(path) as first:
+        story = first.create_story("Shared")
+    errors = []
+
+    def work(n):
+        try:
+            with StoryLibrary(path) as mine:
+                for i in range(15):
+                    made = mine.add_generation(story.id, kind="write", text=f"{n}-{i}")
+                    mine.update_text(made.id, f"{n}-{i} and more", "stop")
+                    mine.rate(made.id, 1 + i % 5)
+                    mine.search(str(n))
+        except (sqlite3.Error, KeyError, ValueError) as error:  # a thread's error is lost
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with StoryLibrary(path) as lib:
+        assert lib.stats() == {"stories": 1, "generations": 30, "rated": 30}
+        assert all(v.text.endswith("and more") for v in lib.generations(story.id))
+
+
+def test_regenerations_are_siblings_and_text_is_kept_verbatim(lib):
+    story = lib.create_story("Branches")
+    first = lib.add_generation(story.id, kind="write", text="One.", messages=ASK)
+    grown = lib.add_generation(story.id, kind="continue", text="One.\n\nTwo.",
+                               parent_id=first.id, messages=ASK)
+    redo = lib.add_generation(story.id, kind="regenerate", text="One.\n\nTwo again.",
+                              parent_id=grown.parent_id, messages=ASK)
+    assert [v.id for v in lib.generations(story.id) if v.parent_id == first.id] == \
+        [grown.id, redo.id]
+    hostile = "<b>bold</b> & <script>x</script> **not bold** 100% it's \"quoted\"\n\n  spaced  "
+    edit = lib.add_generation(story.id, kind="edit", text=hostile, parent_id=redo.id)
+    assert lib.generation(edit.id).text == hostile == lib.current_text(story.id)
+    assert (edit.messages, edit.request, edit.settings, edit.model, edit.finish_reason) == \
+        ([], {}, {}, "", None)
+    assert edit.id.startswith("g-") and len(edit.id) == 12 and story.id.startswith("s-")
+    assert edit.created_at.endswith("Z") and "T" in edit.created_at
+    with pytest.raises(KeyError, match="no version"):
+        lib.update_text("g-missing", "x")
+    with pytest.raises(KeyError, match="no version"):
+        lib.rate("g-missing", 3)
+    with pytest.raises(KeyError, match="no story"):
+        lib.add_generation("s-missing", kind="write", text="x")
+
+
+def test_rated_versions_oldest_first_and_the_schema_version(lib, tmp_path):
+    story = lib.create_story("Rated")
+    versions = [lib.add_generation(story.id, kind="write", text=str(n)) for n in range(4)]
+    for stars, made in zip((5, 2, 4, None), versions, strict=True):
+        lib.rate(made.id, stars)
+    assert [v.stars for _, v in lib.rated()] == [5, 2, 4]
+    assert [v.stars for _, v in lib.rated(min_stars=4)] == [5, 4]
+    assert all(s == lib.story(story.id) for s, _ in lib.rated())
+    with closing(sqlite3.connect(tmp_path / "lib.sqlite")) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == \
+            ("1",)
+        # JSON columns are JSON text, readable by any SQLite client.
+        assert db.execute("SELECT typeof(messages), messages FROM generations LIMIT 1"
+                          ).fetchone() == ("text", "[]")
+
+
 def test_default_path_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("STORYTELLER_LIBRARY", str(tmp_path / "x.sqlite"))
     assert default_library_path() == tmp_path / "x.sqlite"
     monkeypatch.delenv("STORYTELLER_LIBRARY")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert default_library_path() == tmp_path / "storyteller" / "library.sqlite"
-
-
-# --------------------------------------------------------------------------------- exports
-
-
-def test_markdown_and_text(lib):
-    story = lib.create_story("The *Fox*", "A fox lies.", {"genre": "fable", "style": "moral"})
-    text = "First paragraph\nwith a break.\n\n\nSecond."
-    md = story_markdown(story, text)
-    assert md.startswith("# The *Fox*\n\n*genre: fable · style: moral — Premise: A fox lies.*")
-    assert "First paragraph  \nwith a break.\n\nSecond." in md
-    plain = story_text(story, text)
-    assert plain.startswith("The *Fox*\n=========\n\nFirst paragraph")
-    assert story_text(lib.create_story(), "x").startswith("Untitled story\n")
-    assert file_stem("The *Fox*: A Tale!") == "the-fox-a-tale"
-    assert file_stem("¿?") == "untitled-story"
-
-
-def test_sft_records_keep_well_rated_versions_with_their_prompt(lib):
-    story = lib.create_story("Fox", "A fox lies.", {"genre": "fable", "style": "moral"})
-    good = lib.add_generation(story.id, kind="write", text="Good story.", messages=ASK,
-                              request={"kind": "premise", "premise": "A fox lies.",
-                                       "controls": {"genre": "fable", "style": "moral"}},
-                              model="m")
-    poor = lib.add_generation(story.id, kind="regenerate", text="Poor.", messages=ASK)
-    edit = lib.add_generation(story.id, kind="edit", text="Good story, edited.",
-                              parent_id=good.id)
-    lib.rate(good.id, 5, "yes")
-    lib.rate(poor.id, 2)
-    lib.rate(edit.id, 4)
-    rated = lib.rated()
-    records = sft_records(rated, 4, lib.generations(story.id))
-    assert [r["id"] for r in records] == [good.id, edit.id]
-    first = records[0]
-    assert first["text"] == "Good story." and first["genre"] == "fable" and first["style"] == "moral"
-    assert first["messages"] == [*ASK, {"role": "assistant", "content": "Good story."}]
-    assert first["rating"] == 5 and first["premise"] == "A fox lies."
-    # The edit is trained on with the prompt of what it edited.
-    assert records[1]["messages"][:-1] == ASK and records[1]["kind"] == "edit"
-    # Without the edited version at hand, an edit has no prompt and is left out.
-    assert sft_records([(s, g) for s, g in rated if g.id == edit.id], 4) == []
-    assert sft_records(rated, 5, lib.generations(story.id))[0]["id"] == good.id
-
-
-def test_preference_pairs_come_from_versions_of_one_request(lib):
-    story = lib.create_story("", "", {"genre": "fable"})
-    a = lib.add_generation(story.id, kind="write", text="A.", messages=ASK)
-    b = lib.add_generation(story.id, kind="regenerate", text="B.", messages=ASK)
-    c = lib.add_generation(story.id, kind="regenerate", text="C.", messages=ASK)
-    other = lib.add_generation(story.id, kind="continue", text="A. More.", parent_id=a.id,
-                               messages=[{"role": "user", "content": "continue"}])
-    lib.rate(a.id, 2)
-    lib.rate(b.id, 5)
-    lib.rate(c.id, 2)
-    lib.rate(other.id, 1)
-    records = preference_records(lib.rated())
-    assert {(r["chosen"], r["rejected"]) for r in records} == {("B.", "A."), ("B.", "C.")}
-    record = records[0]
-    assert record["prompt"] == ASK and record["text"] == record["chosen"]
-    assert record["chosen_rating"] == 5 and record["rejected_rating"] == 2
-    assert "premise" in record and record["premise"] is None and record["genre"] == "fable"
-    lines = jsonl_bytes(records).decode().splitlines()
-    assert [json.loads(line) for line in lines] == records
