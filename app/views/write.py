@@ -244,8 +244,8 @@ def generate(action: str) -> bool:
                 break
             piece_text += piece
             shown = draft.join_continuation(base_text, piece_text) if base_text else piece_text
-            # Each draw sends the whole text so far to the browser: at most 20 a second.
-            if time.monotonic() - last_draw > 0.05:
+            # Each draw sends the whole text so far to the browser: at most 10 a second.
+            if time.monotonic() - last_draw > 0.1:
                 story_slot.text(shown, width="stretch")
                 last_draw = time.monotonic()
             if time.monotonic() - last_save > 0.5:
