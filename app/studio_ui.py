@@ -26,6 +26,15 @@ def plain(text: str) -> str:
     return _MARKDOWN_SPECIALS.sub(r"\\\1", " ".join(str(text).split()))
 
 
+def story_name(story) -> str:
+    """What a story is called on screen: its title, else the start of its premise. (An untitled
+    story keeps an empty title, so no made-up title reaches an exported dataset.)"""
+    if story.title.strip():
+        return story.title
+    premise = " ".join(story.premise.split())
+    return (premise[:60] + "…" if len(premise) > 60 else premise) or "Untitled story"
+
+
 def config() -> StudioConfig:
     """The studio's settings, read once per browser session."""
     if "studio_config" not in st.session_state:

@@ -40,7 +40,7 @@ for story in stories:
     with st.container(border=True):
         head, actions = st.columns([4, 2])
         with head:
-            st.markdown(f"**{ui.plain(story.title or 'Untitled story')}**")
+            st.markdown(f"**{ui.plain(ui.story_name(story))}**")
             st.caption(f"{len(versions)} version{'s' if len(versions) != 1 else ''} · "
                        f"{draft.word_count(text):,} words · "
                        f"updated {story.updated_at[:16].replace('T', ' ')}"
@@ -56,7 +56,7 @@ for story in stories:
                 for name, value in story.controls.items():
                     ui.hold(f"w_{name}", value or "(any)")
                 st.switch_page("views/write.py")
-            stem = file_stem(story.title)
+            stem = file_stem(ui.story_name(story))
             st.download_button("Markdown", story_markdown(story, text).encode("utf-8"),
                                f"{stem}.md", "text/markdown", key=f"md_{story.id}",
                                on_click="ignore", icon=":material/download:")

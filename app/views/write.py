@@ -109,7 +109,7 @@ with right:
     if story is None:
         st.info("Fill in a premise or a title, pick a genre and style, and press **Write**.")
     else:
-        st.subheader(ui.plain(story.title or "Untitled story"))
+        st.subheader(ui.plain(ui.story_name(story)))
         set_controls = [f"{k}: {v}" for k, v in story.controls.items() if v]
         if set_controls:
             st.caption(ui.plain(" · ".join(set_controls)))
@@ -168,7 +168,7 @@ with right:
             if st.button("Save rating", key=f"rate_{current.id}", disabled=stars is None):
                 lib.rate(current.id, int(stars) + 1, comment)
                 st.toast(f"Saved: {int(stars) + 1} of {SCALE_MAX} stars")
-        stem = file_stem(story.title)
+        stem = file_stem(ui.story_name(story))
         down = st.columns(2)
         down[0].download_button("Markdown", story_markdown(story, current.text).encode("utf-8"),
                                 f"{stem}.md", "text/markdown", on_click="ignore",
@@ -216,8 +216,8 @@ def generate(action: str) -> bool:
     def save(text: str, reason: str | None) -> None:
         # Rows are made on the first piece: a request that fails at once leaves nothing behind.
         if target["story"] is None:
-            target["story"] = lib.create_story(title.strip() or premise.strip()[:60],
-                                               premise.strip(), dict(request.controls))
+            target["story"] = lib.create_story(title.strip(), premise.strip(),
+                                               dict(request.controls))
             st.session_state.story_id = target["story"].id
         if target["generation"] is None:
             target["generation"] = lib.add_generation(

@@ -46,11 +46,16 @@ _BLOCK_MARK = "#>*+-=_`~|["
 _NUMBERED = re.compile(r"(\d{1,9})([.)])(?=\s|$)")
 
 
+def _no_html(text: str) -> str:
+    """Model text stays text in a Markdown viewer too: no tag it wrote is rendered."""
+    return text.replace("&", "&amp;").replace("<", "&lt;")
+
+
 def _prose_line(line: str) -> str:
     """`line` escaped so that it renders as the words it is, not as a block of Markdown.
     Leading spaces go (four of them would start a code block); inline markup is left as
     written, since emphasis and the like are part of how a story reads."""
-    line = line.strip()
+    line = _no_html(line.strip())
     numbered = _NUMBERED.match(line)
     if numbered:
         return f"{numbered.group(1)}\\{line[numbered.end(1):]}"
@@ -59,12 +64,12 @@ def _prose_line(line: str) -> str:
 
 def story_markdown(story: Story, text: str) -> str:
     """`# Title`, an italic line of controls and premise, then the story's paragraphs."""
-    lines = [f"# {' '.join((story.title or UNTITLED).split())}", ""]
+    lines = [f"# {_no_html(' '.join((story.title or UNTITLED).split()))}", ""]
     about = [part for part in (_controls_line(story),
                                f"Premise: {' '.join(story.premise.split())}" if story.premise
                                else "") if part]
     if about:
-        lines += [f"*{' — '.join(about)}*", ""]
+        lines += [f"*{_no_html(' — '.join(about))}*", ""]
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
     # Single line breaks inside a paragraph are kept as Markdown hard breaks.
     lines += ["\n\n".join("  \n".join(map(_prose_line, p.split("\n"))) for p in paragraphs), ""]

@@ -156,7 +156,7 @@ def test_write_watch_it_stream_rate_and_export(browser, studio, tmp_path):
     with page.expect_download() as download:
         page.get_by_role("button", name="Markdown").click()
     exported = Path(download.value.path()).read_text(encoding="utf-8")
-    assert exported.startswith("# The Lamp") and "<b>Bold</b> claims" in exported
+    assert exported.startswith("# The Lamp") and "&lt;b>Bold&lt;/b> claims" in exported
     with StoryLibrary(library) as lib:
         edit = lib.generations(story.id)[-1]
     assert (edit.kind, edit.stars, edit.comment) == ("edit", 4, "short and odd")

@@ -74,8 +74,8 @@ def test_markdown_keeps_lines_of_prose_from_becoming_markdown_blocks():
     assert 'href="http://example.com"' not in html and "[x]: http://example.com" in html
     for words in ("# Not a heading", "1984. That winter.", "* * *", "four spaces", "| a | b |"):
         assert words in html
-    # Inline markup is the writer's: kept as written (the UI shows it as text).
-    assert "<b>Bold</b> claims and *stars*." in md
+    # Inline Markdown is kept as written; HTML is escaped, so no tag the model wrote renders.
+    assert "&lt;b>Bold&lt;/b> claims and *stars*." in md
 
 
 def test_plain_text_and_file_stems():
@@ -217,3 +217,12 @@ def test_jsonl_bytes_round_trip():
     assert "“quoted”".encode() in data  # UTF-8, not \u escapes
     assert [json.loads(line) for line in data.decode("utf-8").splitlines()] == records
     assert jsonl_bytes([]) == b""
+
+
+def test_markdown_export_renders_no_html_the_model_wrote():
+    from storyteller.studio.library import Story
+
+    story = Story("s-1", "<i>Odd</i> & Co", "p <script>", {}, None, "", "")
+    md = story_markdown(story, "<b>Bold</b> & <img src=x onerror=alert(1)>")
+    assert md.startswith("# &lt;i>Odd&lt;/i> &amp; Co\n")
+    assert "&lt;b>Bold&lt;/b> &amp; &lt;img src=x" in md and "<" not in md
