@@ -24,12 +24,16 @@ class GenerationConfig:
     endpoint: str = ""
     # Seconds to wait for one endpoint answer.
     timeout: float = 600.0
+    # Share of the GPU's memory the vLLM engine may take. Evaluate holds one model at a time,
+    # but the perplexity pass (transformers) shares the GPU with it, so not vLLM's usual 0.9.
+    gpu_memory_utilization: float = 0.5
 
     def __post_init__(self):
         require(self.preset in PRESETS, "preset", f"must be one of: {', '.join(PRESETS)}")
         require(self.samples >= 1, "samples", "must be at least 1")
         require(self.max_new_tokens >= 1, "max_new_tokens", "must be at least 1")
         require(self.batch_size >= 1, "batch_size", "must be at least 1")
+        require(0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", "must be in (0, 1]")
         require(self.engine != "endpoint" or bool(self.endpoint), "endpoint",
                 "the endpoint engine needs generation.endpoint (or --endpoint URL)")
 

@@ -64,14 +64,16 @@ class VllmEngine:
 
     name = "vllm"
 
-    def __init__(self, source: ModelSource, seed: int = 0, max_model_len: int = 4096):
+    def __init__(self, source: ModelSource, seed: int = 0, max_model_len: int = 4096,
+                 gpu_memory_utilization: float = 0.5):
         from vllm import LLM
 
         self.source = source
         rank = int(source.metadata.get("lora", {}).get("r", 16))
         self.llm = LLM(model=str(source.weights), tokenizer=str(source.tokenizer), seed=seed,
                        enable_lora=source.adapter is not None, max_lora_rank=max(rank, 8),
-                       max_model_len=max_model_len)
+                       max_model_len=max_model_len,
+                       gpu_memory_utilization=gpu_memory_utilization)
 
     def generate(self, requests: Sequence[Request], preset: SamplingPreset, max_new_tokens: int,
                  on_done: Progress = lambda n: None) -> dict[str, Generation]:
@@ -93,7 +95,15 @@ class VllmEngine:
                 for r, o in zip(requests, outputs)}
 
     def close(self) -> None:
+        import gc
+
+        import torch
+
+        # The engine core's memory goes back only once nothing holds the LLM; the next model
+        # (the baseline) and the perplexity pass need it.
         del self.llm
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def vllm_sampling(preset: SamplingPreset, max_new_tokens: int, seed: int) -> dict[str, Any]:
@@ -150,7 +160,8 @@ def vllm_available() -> bool:
 
 
 def open_engine(kind: str, ref: str, source: ModelSource | None, *, endpoint: str = "",
-                batch_size: int = 8, seed: int = 0, timeout: float = 600.0):
+                batch_size: int = 8, seed: int = 0, timeout: float = 600.0,
+                gpu_memory_utilization: float = 0.5):
     """The engine `kind` (auto, transformers, vllm, endpoint) for model `ref`."""
     import torch
 
@@ -161,7 +172,7 @@ def open_engine(kind: str, ref: str, source: ModelSource | None, *, endpoint: st
         if not vllm_available():
             raise InputError.at("generation.engine", "vllm needs a CUDA GPU and the vllm package",
                                 "use engine auto or transformers on this machine")
-        return VllmEngine(source, seed=seed)
+        return VllmEngine(source, seed=seed, gpu_memory_utilization=gpu_memory_utilization)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     return TransformersEngine(source, batch_size=batch_size, device=device, dtype=dtype)

@@ -159,7 +159,8 @@ def generate(cfg: EvaluateConfig, contender: Contender, prompts: Sequence[dict[s
         return records, None
     gen = cfg.generation
     engine = open_engine(gen.engine, contender.ref, contender.source, endpoint=gen.endpoint,
-                         batch_size=gen.batch_size, seed=cfg.seed, timeout=gen.timeout)
+                         batch_size=gen.batch_size, seed=cfg.seed, timeout=gen.timeout,
+                         gpu_memory_utilization=gen.gpu_memory_utilization)
     preset = named_preset(gen.preset)
     # Similar lengths batch together; with one seed per story, order does not change a story.
     todo.sort(key=lambda item: len(json.dumps(item[0]["messages"][:-1])))
