@@ -121,19 +121,21 @@ def bench_server(model: Path, args, extra: list[str]) -> dict:
     return summarise(single, many, wall)
 
 
-def wait(url: str, process: subprocess.Popen, timeout: float = 600) -> None:
+def wait(url: str, process: subprocess.Popen, timeout: float = 600, health: str = "/health",
+         what: str = "storyteller serve") -> None:
+    """Until `url` answers on its `health` path; the process's last words if it exits first."""
     import urllib.request
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"storyteller serve exited: {process.stderr.read()[-2000:]}")
+            raise SystemExit(f"{what} exited: {process.stderr.read()[-2000:]}")
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
+            with urllib.request.urlopen(f"{url}{health}", timeout=2):
                 return
         except OSError:
-            time.sleep(0.5)
-    raise SystemExit("storyteller serve did not become healthy")
+            time.sleep(0.3)
+    raise SystemExit(f"{what} did not become healthy")
 
 
 def summarise(single: list[dict], many: list[dict], wall: float) -> dict:

@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,17 +49,8 @@ def start(command: list[str], health: str, process_wait) -> subprocess.Popen:
     return process
 
 
-def wait_studio(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"storyteller app exited: {process.stderr.read()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit("the studio did not start")
+def wait_studio(url: str, process: subprocess.Popen) -> None:
+    wait(url, process, timeout=120, health="/_stcore/health", what="storyteller app")
 
 
 def direct(url: str, model: str, index: int, max_tokens: int) -> dict:

@@ -100,7 +100,7 @@ def align_end_token(tokenizer, eos_token_id: int) -> None:
     for the embedded model. Some transformers versions (5.17) read the GGUF's end token as
     `<|im_start|>`; training would then find no end after a story and serving no stop."""
     end = tokenizer.convert_ids_to_tokens(eos_token_id)
-    if end and tokenizer.eos_token != end:
+    if end:
         tokenizer.eos_token = end
     if tokenizer.pad_token is None:
         tokenizer.pad_token = end

@@ -302,10 +302,10 @@ async def relay_bytes(answer: httpx.Response) -> AsyncIterator[bytes]:
     try:
         async for chunk in answer.aiter_raw():
             pending += chunk
-            end = pending.rfind(b"\n\n") + 2
-            if end > 1:
-                yield pending[:end]
-                pending = pending[end:]
+            last = pending.rfind(b"\n\n")
+            if last >= 0:
+                yield pending[:last + 2]
+                pending = pending[last + 2:]
         if pending.strip():
             yield pending
     except httpx.HTTPError as exc:
