@@ -4,8 +4,8 @@ by side in one invocation, on the same model, prompts and sampling.
 Contenders:
 
 - storyteller serve: the real command in a subprocess (gateway + engine), driven over HTTP with
-  the official `openai` client, streaming; once with the CPU engine's continuous batching on
-  (the default) and once with it off.
+  the official `openai` client, streaming; once per CPU engine (--backends): llama.cpp's
+  llama-server (the default where installed) and `transformers serve`.
 - in-process generate: `model.generate` on the same merged model in this process, with a
   streamer for the time to first token; 8 streams = one left-padded batch of the 8 prompts.
 
@@ -20,7 +20,8 @@ Targets on CPU (docs/BENCHMARKS.md): TTFT p50 ≤ 0.5 s, one stream ≥ 20 token
 one stream's throughput.
 
     .venv/bin/python bench/serve.py [--model models/quickstart] [--max-tokens 128]
-        [--requests 8] [--streams 8] [--write docs/BENCHMARKS.md]
+        [--requests 8] [--streams 8] [--backends llama.cpp,transformers]
+        [--write docs/BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -232,22 +233,28 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="a serve config override for the server contenders, e.g. "
                              "cpu.dtype=bfloat16 (repeatable)")
-    parser.add_argument("--batching", choices=["both", "on", "off"], default="both",
-                        help="which CPU-engine settings to run")
+    parser.add_argument("--backends", default="llama.cpp,transformers",
+                        help="CPU engines to run, comma-separated: llama.cpp, transformers, "
+                             "transformers-cb (transformers serve with continuous batching)")
     parser.add_argument("--engine", choices=["cpu", "vllm"], default="cpu",
-                        help="cpu: the CPU engine (both batching settings) against generate on "
-                             "the CPU; vllm: the vLLM engine against generate on the GPU")
+                        help="cpu: the CPU engines against generate on the CPU; vllm: the vLLM "
+                             "engine against generate on the GPU")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     rows = []
     sets = [arg for s in args.sets for arg in ("--set", s)]
     suffix = f", {', '.join(args.sets)}" if args.sets else ""
-    contenders = [(f"storyteller serve (CPU engine, continuous batching{suffix})",
-                   [*sets, "--set", "cpu.continuous_batching=true"]),
-                  (f"storyteller serve (CPU engine, no continuous batching{suffix})",
-                   [*sets, "--set", "cpu.continuous_batching=false"])]
-    contenders = contenders[:1] if args.batching == "on" else \
-        contenders[1:] if args.batching == "off" else contenders
+    known = {"llama.cpp": ("llama.cpp llama-server", ["--set", "cpu.backend=llama.cpp"]),
+             "transformers": ("transformers serve", ["--set", "cpu.backend=transformers"]),
+             "transformers-cb": ("transformers serve, continuous batching",
+                                 ["--set", "cpu.backend=transformers",
+                                  "--set", "cpu.continuous_batching=true"])}
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in backends if b not in known]
+    if unknown:
+        parser.error(f"--backends: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+    contenders = [(f"storyteller serve (CPU: {known[b][0]}{suffix})", [*sets, *known[b][1]])
+                  for b in backends]
     if args.engine == "vllm":
         contenders = [(f"storyteller serve (vLLM engine{suffix})", [*sets, "--engine", "vllm"])]
     for name, extra in contenders:
@@ -267,7 +274,7 @@ def main() -> None:
         "```", f".venv/bin/python bench/serve.py --model {args.model} --max-tokens "
         f"{args.max_tokens} --requests {args.requests} --streams {args.streams}"
         + "".join(f" --set {s}" for s in args.sets)
-        + (f" --batching {args.batching}" if args.batching != "both" else "")
+        + (f" --backends {args.backends}" if args.engine == "cpu" else "")
         + (f" --engine {args.engine}" if args.engine != "cpu" else "")
         + (" --skip-peer" if args.skip_peer else ""), "```", "",
         f"{datetime.date.today()}, commit {commit}, {machine()}:", "",

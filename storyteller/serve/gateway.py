@@ -8,7 +8,8 @@ It owns what must be the same on every engine:
   comparison); the engine itself listens on a private loopback port;
 - the parameters: validated here with OpenAI-style 400 errors naming the parameter, including
   storyteller's sampling extras (top_k, min_p, repetition_penalty, seed), then translated into
-  what the engine understands (`transformers serve` takes them as a generation config);
+  what the engine understands (llama.cpp's names; `transformers serve` takes them as a
+  generation config);
 - the served model name in every response, streamed or not.
 """
 
@@ -54,7 +55,8 @@ class ApiError(Exception):
 @dataclass(frozen=True)
 class ServedModel:
     name: str
-    # What the engine calls it (vLLM: the same name; transformers serve: its directory).
+    # What the engine calls it (vLLM, llama.cpp: the same name; transformers serve: its
+    # directory).
     engine_model: str
     max_model_len: int
     # storyteller.json of the model (for an adapter: its run's), shown under /v1/models.
@@ -66,7 +68,7 @@ class ServedModel:
 @dataclass(frozen=True)
 class GatewaySettings:
     engine_url: str
-    engine_kind: str  # vllm | transformers
+    engine_kind: str  # vllm | llama.cpp | transformers
     models: dict[str, ServedModel]
     api_key: str | None = None
     engine_key: str | None = None
@@ -151,6 +153,8 @@ def engine_body(body: dict, route: str, model: ServedModel, engine_kind: str) ->
     out.pop("n", None)
     if engine_kind == "vllm":
         return out  # vLLM takes top_k, min_p, repetition_penalty and seed as they are
+    if engine_kind == "llama.cpp":
+        return llamacpp_body(out)
     # transformers serve takes sampling beyond temperature / top_p only as a generation config,
     # which replaces the model's: restate its stop ids and defaults.
     limit = out.pop("max_completion_tokens", None) or out.get("max_tokens")
@@ -173,6 +177,20 @@ def engine_body(body: dict, route: str, model: ServedModel, engine_kind: str) ->
     if limit:
         out["max_tokens"] = limit
     out["generation_config"] = json.dumps(config)
+    return out
+
+
+def llamacpp_body(out: dict) -> dict:
+    """llama-server's names: repeat_penalty, top_k 0 for no limit, a 32-bit seed (all ones
+    means "random" there, so it is never sent)."""
+    if "max_completion_tokens" in out:
+        out["max_tokens"] = out.pop("max_completion_tokens")
+    if "repetition_penalty" in out:
+        out["repeat_penalty"] = out.pop("repetition_penalty")
+    if out.get("top_k", 0) < 0:
+        out["top_k"] = 0
+    if "seed" in out:
+        out["seed"] = out["seed"] % 0xFFFFFFFF
     return out
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storyteller.errors import InputError, Problem, StorytellerError
+from storyteller.serve import llamacpp
 from storyteller.serve.config import LOOPBACK, ServeConfig
 from storyteller.serve.engines import (EngineProcess, choose_engine, max_model_len,
                                        plan_launch)
@@ -62,7 +63,7 @@ def plan(cfg: ServeConfig) -> Plan:
                                 "default --host 127.0.0.1)"))
     if problems:
         raise PreflightError(*problems)
-    engine, why = choose_engine(cfg.engine)
+    engine, why = choose_engine(cfg.engine, cfg.cpu.backend)
     return Plan(engine, why, model_dir, served_name, adapters, key)
 
 
@@ -89,8 +90,10 @@ def serve(cfg: ServeConfig, say=print, log: Path | None = None) -> None:
     check_port(cfg.host, cfg.port)
     launch = plan_launch(cfg, the_plan.engine, the_plan.model_dir, the_plan.served_name,
                          the_plan.adapters)
-    say(f"engine: {'vLLM' if launch.kind == 'vllm' else 'transformers serve'} ({the_plan.why}); "
-        f"loading {the_plan.model_dir} …")
+    say(f"engine: {launch.title} ({the_plan.why}); loading {the_plan.model_dir} …")
+    if launch.convert and not launch.convert[1].is_file():
+        say(f"converting the model to float32 GGUF for llama.cpp (once): {launch.convert[1]}")
+        llamacpp.ensure_gguf(*launch.convert)
     engine = EngineProcess(launch, log)
     try:
         engine.wait_healthy(cfg.startup_timeout)

@@ -1,6 +1,6 @@
 """`storyteller merge` and `storyteller serve` end to end on the tiny model: the verified model
-directory, the real server on loopback (transformers serve behind the gateway) driven with the
-official `openai` client, the API key, bad requests, concurrency, a stopped server, and the two
+directory, the real server on loopback (llama.cpp's llama-server, and transformers serve, behind
+the gateway) driven with the official `openai` client, the API key, bad requests, concurrency, a stopped server, and the two
 consistency proofs between training and serving."""
 
 from __future__ import annotations
@@ -50,9 +50,12 @@ def model_dir(run_dir, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def server(model_dir):
-    process, url = start_server(model_dir, "--api-key", KEY)
+# Every test of the running server runs on both CPU engines: llama.cpp's llama-server (the
+# default, built by set-up) and transformers serve (where it is not built).
+@pytest.fixture(scope="module", params=["llama.cpp", "transformers"])
+def server(model_dir, request):
+    process, url = start_server(model_dir, "--api-key", KEY, "--set",
+                                f"cpu.backend={request.param}")
     yield url
     stop_server(process)
 
@@ -341,3 +344,10 @@ def test_a_taken_port_is_reported_before_the_engine_loads(model_dir):
         result = run_cli("serve", "--model", str(model_dir), "--port", str(port))
     assert result.returncode == 1
     assert f"--port {port}: cannot listen there" in result.stderr and "another --port" in result.stderr
+
+
+def test_health_names_the_engine_asked_for(server, request):
+    with urllib.request.urlopen(f"{server}/health", timeout=30) as response:
+        health = json.loads(response.read())
+    assert health["status"] == "ok"
+    assert health["engine"] == request.node.callspec.params["server"]

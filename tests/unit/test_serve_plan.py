@@ -1,5 +1,6 @@
-"""Serving without an engine: the preflight checks on real files, the vLLM and transformers serve
-command lines, request validation and translation, and the sampling body the client sends."""
+"""Serving without an engine: the preflight checks on real files, the vLLM, llama.cpp and
+transformers serve command lines, request validation and translation, and the sampling body
+the client sends."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from storyteller.config import load_config
 from storyteller.serve.config import ServeConfig
 from storyteller.serve.engines import transformers_command, vllm_command
 from storyteller.serve.gateway import ApiError, ServedModel, engine_body, validate
+from storyteller.serve.llamacpp import (context_tokens, gguf_path, llamacpp_command,
+                                        sampling_flags)
 from storyteller.serve.preflight import (Adapter, check_adapter, check_model, lora_rank_limit,
                                          parse_adapter)
 from tests.conftest import ROOT
@@ -181,3 +184,66 @@ def test_vllm_engine_gets_the_extras_as_they_are():
     body = {"model": "tiny", "prompt": "x", "top_k": 40, "min_p": 0.1, "repetition_penalty": 1.2}
     out = engine_body(body, "completions", MODELS["tiny"], "vllm")
     assert out == {**body, "model": "/models/tiny"}
+
+
+def test_llamacpp_engine_gets_its_own_names_for_the_extras():
+    body = {"model": "tiny", "messages": [], "max_completion_tokens": 30, "top_k": -1,
+            "min_p": 0.1, "repetition_penalty": 1.2, "seed": -1, "n": 1}
+    out = engine_body(body, "chat", MODELS["tiny"], "llama.cpp")
+    assert out == {"model": "/models/tiny", "messages": [], "max_tokens": 30, "top_k": 0,
+                   "min_p": 0.1, "repeat_penalty": 1.2, "seed": 0xFFFFFFFF - 1}
+    # All ones is llama.cpp's "pick a random seed": a stated seed never becomes it.
+    assert engine_body({"model": "tiny", "prompt": "x", "seed": 0xFFFFFFFF}, "completions",
+                       MODELS["tiny"], "llama.cpp")["seed"] == 0
+
+
+def test_llamacpp_command_line(tmp_path):
+    command = llamacpp_command(Path("/opt/llama-server"), tmp_path / "m.gguf",
+                               tmp_path / "chat_template.jinja", "quickstart", 9124, "secret",
+                               max_len=8192, parallel=8, threads=2,
+                               context=context_tokens(8192, 8, 0), generation={})
+    joined = " ".join(command)
+    for flag in (f"--model {tmp_path / 'm.gguf'}", "--alias quickstart", "--host 127.0.0.1",
+                 "--port 9124", "--api-key secret",
+                 f"--chat-template-file {tmp_path / 'chat_template.jinja'}", "--threads 2",
+                 "--parallel 8", "--kv-unified --ctx-size 16384", "--kv-unified-per-slot 8192",
+                 "--cache-type-k f32 --cache-type-v f32",
+                 # Transformers' order, and neutral defaults instead of top-k 40 / min-p 0.05.
+                 "--samplers penalties;temperature;top_k;top_p;min_p", "--temp 1.0",
+                 "--top-p 1.0", "--top-k 0", "--min-p 0.0", "--repeat-penalty 1.0"):
+        assert flag in joined, flag
+    stated = sampling_flags({"do_sample": True, "temperature": 0.7, "top_p": 0.9})
+    assert "--temp 0.7" in " ".join(stated) and "--top-p 0.9" in " ".join(stated)
+    # Without do_sample a model's temperature is not a default it samples with.
+    assert "--temp 1.0" in " ".join(sampling_flags({"temperature": 0.7}))
+    assert context_tokens(8192, 2, 0) == 8192 and context_tokens(2048, 8, 4096) == 4096
+
+
+def test_the_gguf_is_named_by_the_model_it_came_from(tmp_path):
+    folder = model_dir(tmp_path)
+    first = gguf_path(folder, tmp_path / "cache")
+    assert first == gguf_path(folder, tmp_path / "cache")
+    assert first.parent == tmp_path / "cache" / "gguf" and first.name.startswith("model-")
+    (folder / "model.safetensors").write_bytes(b"01")  # re-merged: converted again
+    assert gguf_path(folder, tmp_path / "cache") != first
+
+
+def test_the_cpu_backend_is_llamacpp_where_installed_else_transformers(monkeypatch, tmp_path):
+    from storyteller.errors import InputError
+    from storyteller.serve import engines
+
+    monkeypatch.setattr(engines, "gpu_available", lambda: False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("STORYTELLER_LLAMA_CPP", str(tmp_path / "none"))
+    engine, why = engines.choose_engine("auto")
+    assert engine == "transformers" and "scripts/llama-cpp.sh" in why
+    with pytest.raises(InputError, match="llama-server is not installed"):
+        engines.choose_engine("cpu", "llama.cpp")
+    home = tmp_path / "llama.cpp"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "llama-server").write_text("#!/bin/sh\n")
+    (home / "bin" / "llama-server").chmod(0o755)
+    (home / "convert_hf_to_gguf.py").write_text("")
+    monkeypatch.setenv("STORYTELLER_LLAMA_CPP", str(home))
+    assert engines.choose_engine("auto")[0] == "llama.cpp"
+    assert engines.choose_engine("cpu", "transformers")[0] == "transformers"

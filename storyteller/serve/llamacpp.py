@@ -1,0 +1,126 @@
+"""llama.cpp's `llama-server`, the CPU engine: where it is installed, how a model directory
+becomes the GGUF file it loads, and its command line.
+
+Why this engine on a CPU: it batches concurrent requests continuously while sampling each with
+its own settings and seed, and one stream of the 135M model runs at ~3.5x the speed of
+`transformers serve` on the same two cores (docs/BENCHMARKS.md, serve). `scripts/llama-cpp.sh`
+builds it into .venv/llama.cpp; without it the CPU engine is `transformers serve`.
+
+Weights stay float32 (and the KV cache too), so served stories are the merged model's: the
+only difference from in-process `generate` is the order of floating-point sums."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from storyteller.errors import InputError
+
+# Sampling is applied in the order transformers and vLLM apply it (temperature before the
+# truncations), so a request means the same on every engine; llama.cpp's own default order
+# truncates before it scales.
+SAMPLER_ORDER = "penalties;temperature;top_k;top_p;min_p"
+# The model's generation_config.json keys llama-server takes as defaults, with its flag and
+# the neutral value used where the model states none (llama-server's own defaults, top-k 40
+# and min-p 0.05, would quietly change every story).
+SAMPLING_DEFAULTS = {"temperature": ("--temp", 1.0), "top_p": ("--top-p", 1.0),
+                     "top_k": ("--top-k", 0), "min_p": ("--min-p", 0.0),
+                     "repetition_penalty": ("--repeat-penalty", 1.0)}
+
+
+def home() -> Path:
+    """Where scripts/llama-cpp.sh installed llama.cpp: $STORYTELLER_LLAMA_CPP, else the venv's."""
+    return Path(os.environ.get("STORYTELLER_LLAMA_CPP") or Path(sys.prefix) / "llama.cpp")
+
+
+def server_binary() -> Path | None:
+    """The llama-server to run: the installed one, else one on PATH."""
+    installed = home() / "bin" / "llama-server"
+    if installed.is_file() and os.access(installed, os.X_OK):
+        return installed
+    found = shutil.which("llama-server")
+    return Path(found) if found else None
+
+
+def converter() -> Path | None:
+    script = home() / "convert_hf_to_gguf.py"
+    return script if script.is_file() else None
+
+
+def available() -> bool:
+    return server_binary() is not None and converter() is not None
+
+
+def gguf_path(model_dir: Path, cache: Path) -> Path:
+    """Where the float32 GGUF of `model_dir` lives: in the cache, named by the directory and a
+    digest of its weights, config and tokenizer (sizes and mtimes), so an edited or re-merged
+    model is converted again and an unchanged one never is."""
+    digest = hashlib.sha256(str(model_dir.resolve()).encode())
+    for path in sorted(model_dir.iterdir()):
+        if path.suffix in (".safetensors", ".json", ".jinja") and path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return cache / "gguf" / f"{model_dir.name}-{digest.hexdigest()[:16]}.f32.gguf"
+
+
+def ensure_gguf(model_dir: Path, target: Path) -> Path:
+    """Convert `model_dir` to float32 GGUF at `target` unless it is there. Written under a
+    temporary name and renamed, so a killed conversion leaves no file that looks finished."""
+    if target.is_file():
+        return target
+    script = converter()
+    if script is None:
+        raise InputError.at("cpu.backend llama.cpp", f"the GGUF converter is not installed "
+                            f"under {home()}", "run scripts/llama-cpp.sh, or serve with "
+                            "--set cpu.backend=transformers")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    result = subprocess.run(
+        [sys.executable, str(script), str(model_dir), "--outtype", "f32", "--outfile",
+         str(partial)], capture_output=True, text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        tail = "\n  ".join((result.stderr or result.stdout).strip().splitlines()[-8:])
+        raise InputError.at(str(model_dir), f"llama.cpp could not convert it to GGUF:\n  {tail}",
+                            "serve it with --set cpu.backend=transformers")
+    partial.replace(target)
+    return target
+
+
+def sampling_flags(generation: dict) -> list[str]:
+    """Server-wide sampling defaults: the model's own where generation_config.json states them
+    (and samples), else neutral; every request may override them."""
+    stated = generation.get("do_sample", False)
+    flags = ["--samplers", SAMPLER_ORDER]
+    for key, (flag, neutral) in SAMPLING_DEFAULTS.items():
+        value = generation.get(key) if stated or key == "repetition_penalty" else None
+        flags += [flag, str(neutral if value is None else value)]
+    return flags
+
+
+def context_tokens(max_len: int, parallel: int, requested: int) -> int:
+    """The shared KV pool: as asked, else room for every slot to hold 2,048 tokens at once
+    and for one to reach the model's limit."""
+    return requested or max(max_len, parallel * 2048)
+
+
+def llamacpp_command(binary: Path, gguf: Path, template: Path, served_name: str, port: int,
+                     engine_key: str, max_len: int, parallel: int, threads: int,
+                     context: int, generation: dict) -> list[str]:
+    """`llama-server` on loopback: the model's own chat template (rendered with Jinja, as in
+    training), float32 KV cache, `parallel` slots sharing one KV pool, continuous batching."""
+    return [str(binary), "--model", str(gguf), "--alias", served_name,
+            "--host", "127.0.0.1", "--port", str(port), "--api-key", engine_key,
+            "--jinja", "--chat-template-file", str(template),
+            "--threads", str(threads or os.cpu_count() or 1),
+            "--parallel", str(parallel), "--cont-batching",
+            "--kv-unified", "--ctx-size", str(context),
+            "--kv-unified-per-slot", str(max_len),
+            "--cache-type-k", "f32", "--cache-type-v", "f32",
+            "--cache-ram", "1024", "--no-webui",
+            *sampling_flags(generation)]
