@@ -203,9 +203,11 @@ def rename_model(payload: dict, name: str) -> dict:
 # ------------------------------------------------------------------------------- the app
 
 def create_app(settings: GatewaySettings) -> Starlette:
+    # Idle connections are dropped before the engine drops them (llama-server closes them after
+    # 5 s, httpx's own default): reusing one the engine has just closed fails the request.
     client = httpx.AsyncClient(base_url=settings.engine_url, timeout=httpx.Timeout(
         connect=5.0, read=None, write=30.0, pool=None), limits=httpx.Limits(
-        max_connections=512, max_keepalive_connections=64))
+        max_connections=512, max_keepalive_connections=64, keepalive_expiry=2.0))
     engine_headers = {"authorization": f"Bearer {settings.engine_key}"} \
         if settings.engine_key else {}
 
@@ -253,9 +255,8 @@ def create_app(settings: GatewaySettings) -> Starlette:
             return error.response()
         path = "/v1/chat/completions" if route == "chat" else "/v1/completions"
         payload = engine_body(body, route, model, settings.engine_kind)
-        upstream = client.build_request("POST", path, json=payload, headers=engine_headers)
         try:
-            answer = await client.send(upstream, stream=True)
+            answer = await send_to_engine(client, path, payload, engine_headers)
         except httpx.HTTPError as exc:
             return ApiError(503, f"the engine is not reachable ({type(exc).__name__}); try "
                                  "again shortly", kind="engine_unavailable").response()
@@ -297,6 +298,21 @@ def create_app(settings: GatewaySettings) -> Starlette:
     ], lifespan=lifespan)
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     return app
+
+
+async def send_to_engine(client: httpx.AsyncClient, path: str, payload: dict,
+                         headers: dict) -> httpx.Response:
+    """POST to the engine, streamed. A kept-alive connection the engine closed at the moment
+    it was reused fails before any answer: that one is retried once on a fresh connection
+    (a story has no side effects to repeat)."""
+    for attempt in (1, 2):
+        try:
+            return await client.send(client.build_request("POST", path, json=payload,
+                                                          headers=headers), stream=True)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def engine_error(status: int, detail: str) -> Response:

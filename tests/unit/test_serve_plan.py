@@ -247,3 +247,34 @@ def test_the_cpu_backend_is_llamacpp_where_installed_else_transformers(monkeypat
     monkeypatch.setenv("STORYTELLER_LLAMA_CPP", str(home))
     assert engines.choose_engine("auto")[0] == "llama.cpp"
     assert engines.choose_engine("cpu", "transformers")[0] == "transformers"
+
+
+def test_a_connection_the_engine_closed_as_it_was_reused_is_retried_once():
+    import asyncio
+
+    import httpx
+
+    from storyteller.serve.gateway import send_to_engine
+
+    calls = []
+
+    def engine(request: httpx.Request) -> httpx.Response:
+        calls.append(json.loads(request.content))
+        if len(calls) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(200, json={"ok": True})
+
+    async def ask(transport) -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://engine") as client:
+            answer = await send_to_engine(client, "/v1/completions", {"prompt": "x"}, {})
+            await answer.aread()
+            return answer
+
+    assert asyncio.run(ask(httpx.MockTransport(engine))).json() == {"ok": True}
+    assert calls == [{"prompt": "x"}, {"prompt": "x"}]
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+    with pytest.raises(httpx.RemoteProtocolError):  # twice is the engine's fault, not a race
+        asyncio.run(ask(httpx.MockTransport(down)))

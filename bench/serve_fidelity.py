@@ -1,0 +1,118 @@
+"""Greedy fidelity of the endpoint: does `storyteller serve` write, token for token, what the
+merged model writes in-process with `generate`? The tests prove it on the tiny model; this
+measures it on a real one, per CPU engine, side by side in one invocation.
+
+For each of the 8 bench prompts (bench/serve.py), greedy decoding of up to --max-tokens tokens
+through the endpoint and in-process; reported per engine: stories
+identical, and for the others the first token where they part (floating-point sums in another
+order can flip a near-tie, after which greedy decoding follows another path).
+
+    .venv/bin/python bench/serve_fidelity.py [--model models/quickstart] [--max-tokens 64]
+        [--backends llama.cpp,transformers] [--write docs/BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from markdown import machine, replace_section  # noqa: E402
+from serve import PREMISES, messages, wait  # noqa: E402
+
+
+def in_process(model_dir: Path, max_tokens: int) -> tuple[list[str], object]:
+    import torch
+
+    from storyteller.models import inspect_model, load_for_inference
+    from storyteller.serve.merge import stop_ids
+
+    model, tokenizer = load_for_inference(inspect_model(str(model_dir)))
+    stories = []
+    for index in range(len(PREMISES)):
+        ids = tokenizer.apply_chat_template(messages(index), add_generation_prompt=True,
+                                            return_tensors="pt", return_dict=True)
+        with torch.inference_mode():
+            out = model.generate(**ids, do_sample=False, max_new_tokens=max_tokens,
+                                 eos_token_id=stop_ids(tokenizer))
+        stories.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:],
+                                        skip_special_tokens=True))
+    return stories, tokenizer
+
+
+def served(model_dir: Path, backend: str, max_tokens: int) -> list[str]:
+    import openai
+
+    from storyteller.serve.engines import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "storyteller.cli", "serve", "--model",
+                                str(model_dir), "--port", str(port), "--set",
+                                f"cpu.backend={backend}"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env={**os.environ, "STORYTELLER_QUIET": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait(url, process)
+        api = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=600)
+        name = api.models.list().data[0].id
+        return [api.chat.completions.create(model=name, messages=messages(i), temperature=0,
+                                            max_tokens=max_tokens).choices[0].message.content
+                for i in range(len(PREMISES))]
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def parting(local: list[int], remote: list[int]) -> int | None:
+    """Index of the first token where two stories differ; None when identical."""
+    for index, (a, b) in enumerate(zip(local, remote)):
+        if a != b:
+            return index
+    return None if len(local) == len(remote) else min(len(local), len(remote))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=Path("models/quickstart"))
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--backends", default="llama.cpp,transformers")
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args()
+    texts, tokenizer = in_process(args.model, args.max_tokens)
+    # Both sides as text re-tokenised, so the comparison is the same for each.
+    local = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    lines = ["| CPU engine | stories identical | first differing token (others) |",
+             "|---|---:|---|"]
+    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        print(f"{backend} …", flush=True)
+        texts = served(args.model, backend, args.max_tokens)
+        remote = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+        parts = [parting(a, b) for a, b in zip(local, remote)]
+        differ = [p for p in parts if p is not None]
+        lines.append(f"| {backend} | {len(parts) - len(differ)} of {len(parts)} | "
+                     f"{', '.join(str(p) for p in sorted(differ)) or '—'} |")
+        print(lines[-1], flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    body = "\n".join([
+        "```", f".venv/bin/python bench/serve_fidelity.py --model {args.model} --max-tokens "
+        f"{args.max_tokens} --backends {args.backends}", "```", "",
+        f"{datetime.date.today()}, commit {commit}, {machine()}:", "", *lines, "",
+        f"Greedy, at most {args.max_tokens} new tokens, the 8 bench prompts; the served text "
+        "is re-tokenised to compare token by token."])
+    print(body)
+    if args.write:
+        replace_section(args.write, "## serve fidelity (",
+                        f"## serve fidelity (`bench/serve_fidelity.py`)\n\n{body}\n")
+
+
+if __name__ == "__main__":
+    main()
