@@ -35,9 +35,11 @@ class CpuConfig:
     parallel: int = 8
     # llama.cpp: CPU threads (0: every core).
     threads: int = 0
-    # llama.cpp: tokens of KV cache shared by all requests (0: the larger of the model's limit
-    # and 2,048 per parallel request).
+    # llama.cpp: tokens of KV cache, split evenly between the parallel requests (0: the
+    # model's limit for each).
     context_tokens: int = 0
+    # llama.cpp: more llama-server flags, appended as given (e.g. ["--poll", "0"]).
+    extra_args: list[str] = field(default_factory=list)
     # transformers serve only, from here on.
     # Continuous batching (paged attention) in `transformers serve`: concurrent requests share
     # forward passes instead of queueing (about 4x the throughput of 8 streams, docs/

@@ -190,9 +190,9 @@ def llamacpp_launch(cfg: ServeConfig, model_dir: Path, served_name: str, port: i
     gguf = llamacpp.gguf_path(model_dir, cache_root())
     command = llamacpp.llamacpp_command(
         llamacpp.server_binary(), gguf, model_dir.resolve() / "chat_template.jinja",
-        served_name, port, key, limit, cfg.cpu.parallel, cfg.cpu.threads,
+        served_name, port, key, cfg.cpu.parallel, cfg.cpu.threads,
         llamacpp.context_tokens(limit, cfg.cpu.parallel, cfg.cpu.context_tokens),
-        read_json(model_dir / "generation_config.json") or {})
+        read_json(model_dir / "generation_config.json") or {}) + list(cfg.cpu.extra_args)
     return EngineLaunch("llama.cpp", command, port, served_name, key, env,
                         convert=(model_dir, gguf))
 

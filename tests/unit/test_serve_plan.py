@@ -200,14 +200,13 @@ def test_llamacpp_engine_gets_its_own_names_for_the_extras():
 def test_llamacpp_command_line(tmp_path):
     command = llamacpp_command(Path("/opt/llama-server"), tmp_path / "m.gguf",
                                tmp_path / "chat_template.jinja", "quickstart", 9124, "secret",
-                               max_len=8192, parallel=8, threads=2,
+                               parallel=8, threads=2,
                                context=context_tokens(8192, 8, 0), generation={})
     joined = " ".join(command)
     for flag in (f"--model {tmp_path / 'm.gguf'}", "--alias quickstart", "--host 127.0.0.1",
                  "--port 9124", "--api-key secret",
                  f"--chat-template-file {tmp_path / 'chat_template.jinja'}", "--threads 2",
-                 "--parallel 8", "--kv-unified --ctx-size 16384", "--kv-unified-per-slot 8192",
-                 "--cache-type-k f32 --cache-type-v f32",
+                 "--parallel 8", "--no-kv-unified --ctx-size 65536", "--poll 0",
                  # Transformers' order, and neutral defaults instead of top-k 40 / min-p 0.05.
                  "--samplers penalties;temperature;top_k;top_p;min_p", "--temp 1.0",
                  "--top-p 1.0", "--top-k 0", "--min-p 0.0", "--repeat-penalty 1.0"):
@@ -216,7 +215,7 @@ def test_llamacpp_command_line(tmp_path):
     assert "--temp 0.7" in " ".join(stated) and "--top-p 0.9" in " ".join(stated)
     # Without do_sample a model's temperature is not a default it samples with.
     assert "--temp 1.0" in " ".join(sampling_flags({"temperature": 0.7}))
-    assert context_tokens(8192, 2, 0) == 8192 and context_tokens(2048, 8, 4096) == 4096
+    assert context_tokens(2048, 2, 0) == 4096 and context_tokens(2048, 8, 4096) == 4096
 
 
 def test_the_gguf_is_named_by_the_model_it_came_from(tmp_path):
