@@ -8,7 +8,7 @@ identical, and for the others the first token where they part (floating-point su
 order can flip a near-tie, after which greedy decoding follows another path).
 
     .venv/bin/python bench/serve_fidelity.py [--model models/quickstart] [--max-tokens 64]
-        [--backends llama.cpp,transformers] [--write docs/BENCHMARKS.md]
+        [--backends llama.cpp,transformers] [--set KEY=VALUE] [--write docs/BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def in_process(model_dir: Path, max_tokens: int) -> tuple[list[str], object]:
     return stories, tokenizer
 
 
-def served(model_dir: Path, backend: str, max_tokens: int) -> list[str]:
+def served(model_dir: Path, backend: str, max_tokens: int, sets: list[str]) -> list[str]:
     import openai
 
     from storyteller.serve.engines import free_port
@@ -55,7 +55,7 @@ def served(model_dir: Path, backend: str, max_tokens: int) -> list[str]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "storyteller.cli", "serve", "--model",
                                 str(model_dir), "--port", str(port), "--set",
-                                f"cpu.backend={backend}"], stdout=subprocess.DEVNULL,
+                                f"cpu.backend={backend}", *sets], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, start_new_session=True,
                                env={**os.environ, "STORYTELLER_QUIET": "1"})
     url = f"http://127.0.0.1:{port}"
@@ -84,6 +84,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=Path("models/quickstart"))
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--backends", default="llama.cpp,transformers")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a serve config override, e.g. cpu.extra_args=[-ctk,f32] "
+                             "(repeatable)")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     texts, tokenizer = in_process(args.model, args.max_tokens)
@@ -93,7 +96,8 @@ def main() -> None:
              "|---|---:|---|"]
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
         print(f"{backend} …", flush=True)
-        texts = served(args.model, backend, args.max_tokens)
+        texts = served(args.model, backend, args.max_tokens,
+                       [arg for s in args.sets for arg in ("--set", s)])
         remote = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
         parts = [parting(a, b) for a, b in zip(local, remote)]
         differ = [p for p in parts if p is not None]
@@ -104,7 +108,8 @@ def main() -> None:
                             capture_output=True, text=True).stdout.strip()
     body = "\n".join([
         "```", f".venv/bin/python bench/serve_fidelity.py --model {args.model} --max-tokens "
-        f"{args.max_tokens} --backends {args.backends}", "```", "",
+        f"{args.max_tokens} --backends {args.backends}"
+        + "".join(f" --set {s}" for s in args.sets), "```", "",
         f"{datetime.date.today()}, commit {commit}, {machine()}:", "", *lines, "",
         f"Greedy, at most {args.max_tokens} new tokens, the 8 bench prompts; the served text "
         "is re-tokenised to compare token by token."])

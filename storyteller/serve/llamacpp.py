@@ -116,9 +116,9 @@ def llamacpp_command(binary: Path, gguf: Path, template: Path, served_name: str,
     """`llama-server` on loopback: the model's own chat template (rendered with Jinja, as in
     training), `parallel` slots decoded together (continuous batching), each with its own
     part of the KV cache: a shared one makes every request attend over all requests' tokens,
-    which cost a fifth of the 8-stream throughput here. Worker threads sleep rather than spin
-    between steps, leaving the CPU to the gateway and to sampling (the order and neutral
-    defaults of SAMPLER_ORDER / SAMPLING_DEFAULTS)."""
+    which cost a fifth of the 8-stream throughput here. Worker threads sleep between steps
+    instead of polling (the same throughput here, and an idle server holds no core); sampling
+    follows SAMPLER_ORDER with SAMPLING_DEFAULTS."""
     return [str(binary), "--model", str(gguf), "--alias", served_name,
             "--host", "127.0.0.1", "--port", str(port), "--api-key", engine_key,
             "--jinja", "--chat-template-file", str(template),
