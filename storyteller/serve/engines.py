@@ -89,7 +89,7 @@ def choose_engine(requested: str, cpu_backend: str = "auto") -> tuple[str, str]:
                             f"{llamacpp.home()} nor on PATH", "run scripts/llama-cpp.sh, or "
                             "use --set cpu.backend=transformers")
     return "transformers", (f"{why}; llama-server is not installed (scripts/llama-cpp.sh "
-                            "builds it, ~3.5x faster): transformers serve")
+                            "builds it, ~3x faster): transformers serve")
 
 
 def free_port() -> int:

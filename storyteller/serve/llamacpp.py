@@ -2,12 +2,12 @@
 becomes the GGUF file it loads, and its command line.
 
 Why this engine on a CPU: it batches concurrent requests continuously while sampling each with
-its own settings and seed, and one stream of the 135M model runs at ~3.5x the speed of
+its own settings and seed, and one stream of the 135M model runs at 3x the speed of
 `transformers serve` on the same two cores (docs/BENCHMARKS.md, serve). `scripts/llama-cpp.sh`
 builds it into .venv/llama.cpp; without it the CPU engine is `transformers serve`.
 
 Weights stay float32, so served stories are the merged model's; the KV cache is float16
-(llama.cpp's default: float32 made decoding a fifth slower and changed no greedy story in
+(llama.cpp's default: float32 made decoding a fifth to a third slower and changed no greedy story in
 bench/serve_fidelity.py)."""
 
 from __future__ import annotations
