@@ -7,8 +7,8 @@ its own settings and seed, and one stream of the 135M model runs at 3x the speed
 builds it into .venv/llama.cpp; without it the CPU engine is `transformers serve`.
 
 Weights stay float32, so served stories are the merged model's; the KV cache is float16
-(llama.cpp's default: float32 made decoding a fifth to a third slower and changed no greedy story in
-bench/serve_fidelity.py)."""
+(llama.cpp's default: float32 made decoding a fifth to a third slower and changed no greedy
+story in bench/serve_fidelity.py)."""
 
 from __future__ import annotations
 
