@@ -83,7 +83,7 @@ def choose_engine(requested: str, cpu_backend: str = "auto") -> tuple[str, str]:
     if cpu_backend == "transformers":
         return "transformers", f"{why}; cpu.backend=transformers"
     if llamacpp.available():
-        return "llama.cpp", f"{why}: llama.cpp's llama-server from {llamacpp.home()}"
+        return "llama.cpp", f"{why}: llama.cpp's {llamacpp.server_binary()}"
     if cpu_backend == "llama.cpp":
         raise InputError.at("cpu.backend llama.cpp", f"llama-server is not installed under "
                             f"{llamacpp.home()} nor on PATH", "run scripts/llama-cpp.sh, or "
