@@ -182,7 +182,11 @@ def engine_body(body: dict, route: str, model: ServedModel, engine_kind: str) ->
 
 def llamacpp_body(out: dict) -> dict:
     """llama-server's names: repeat_penalty, top_k 0 for no limit, a 32-bit seed (all ones
-    means "random" there, so it is never sent)."""
+    means "random" there, so it is never sent).
+
+    A seeded request is computed without the prompt cache: logits from a cached prompt differ
+    from a fresh one's in the last bits (another kernel for one token than for many), which
+    is enough to sample another story, and a seed promises the same story."""
     if "max_completion_tokens" in out:
         out["max_tokens"] = out.pop("max_completion_tokens")
     if "repetition_penalty" in out:
@@ -191,6 +195,7 @@ def llamacpp_body(out: dict) -> dict:
         out["top_k"] = 0
     if "seed" in out:
         out["seed"] = out["seed"] % 0xFFFFFFFF
+        out["cache_prompt"] = False
     return out
 
 

@@ -298,7 +298,17 @@ def test_each_request_is_sampled_with_its_own_settings(api):
     sampled = {ask(temperature=1.0) for _ in range(3)}
     assert len(sampled) > 1 and greedy not in sampled
     assert ask(temperature=0) == greedy
+    # A new prompt (nothing cached), then the same again: the seed gives the same story, and
+    # streamed as the studio asks for it too.
+    fresh = [{"role": "user", "content": "A heron keeps a ferry."}]
+    seeded = api.chat.completions.create(model="tiny", messages=fresh, max_tokens=12,
+                                         temperature=1.0, seed=7).choices[0].message.content
     assert ask(temperature=1.0, seed=7) == ask(temperature=1.0, seed=7)
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in
+                       api.chat.completions.create(model="tiny", messages=fresh, max_tokens=12,
+                                                   temperature=1.0, seed=7, stream=True)
+                       if chunk.choices)
+    assert streamed == seeded
 
 
 # --- lifecycle --------------------------------------------------------------------------------

@@ -191,10 +191,14 @@ def test_llamacpp_engine_gets_its_own_names_for_the_extras():
             "min_p": 0.1, "repetition_penalty": 1.2, "seed": -1, "n": 1}
     out = engine_body(body, "chat", MODELS["tiny"], "llama.cpp")
     assert out == {"model": "/models/tiny", "messages": [], "max_tokens": 30, "top_k": 0,
-                   "min_p": 0.1, "repeat_penalty": 1.2, "seed": 0xFFFFFFFF - 1}
+                   "min_p": 0.1, "repeat_penalty": 1.2, "seed": 0xFFFFFFFF - 1,
+                   "cache_prompt": False}
     # All ones is llama.cpp's "pick a random seed": a stated seed never becomes it.
     assert engine_body({"model": "tiny", "prompt": "x", "seed": 0xFFFFFFFF}, "completions",
                        MODELS["tiny"], "llama.cpp")["seed"] == 0
+    # Without a seed the prompt cache may serve the prompt.
+    assert "cache_prompt" not in engine_body({"model": "tiny", "prompt": "x"}, "completions",
+                                             MODELS["tiny"], "llama.cpp")
 
 
 def test_llamacpp_command_line(tmp_path):
