@@ -71,12 +71,13 @@ def percentile(values: list[float], q: float) -> float:
 
 # ------------------------------------------------------------------------ over HTTP
 
-def one_request(api, name: str, index: int, max_tokens: int, seed: int) -> dict:
+def one_request(api, name: str, index: int, max_tokens: int, seed: int | None) -> dict:
     started = time.perf_counter()
     first, tokens, pieces = None, 0, 0
+    seeded = {} if seed is None else {"seed": seed}
     stream = api.chat.completions.create(
         model=name, messages=messages(index), max_tokens=max_tokens, temperature=0.8,
-        top_p=0.95, seed=seed, stream=True)
+        top_p=0.95, stream=True, **seeded)
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
             pieces += 1
@@ -104,16 +105,19 @@ def bench_server(model: Path, args, extra: list[str]) -> dict:
         wait(url, process)
         api = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=600)
         name = api.models.list().data[0].id
-        one_request(api, name, 0, 8, 0)  # warm-up
+        seed = (lambda i: None) if args.unseeded else (lambda i: i)
+        one_request(api, name, 0, 8, seed(0))  # warm-up
         # ... and a burst as wide as the measured one: an engine compiles some kernels on the
         # first batch of each shape (vLLM's Triton top-k/top-p sampler took ~3 s on an H100),
         # a one-time cost of a new server, not of serving.
         with ThreadPoolExecutor(args.streams) as pool:
-            list(pool.map(lambda i: one_request(api, name, i, 8, i), range(args.streams)))
-        single = [one_request(api, name, i, args.max_tokens, 100 + i) for i in range(args.requests)]
+            list(pool.map(lambda i: one_request(api, name, i, 8, seed(i)), range(args.streams)))
+        single = [one_request(api, name, i, args.max_tokens, seed(100 + i))
+                  for i in range(args.requests)]
         started = time.perf_counter()
         with ThreadPoolExecutor(args.streams) as pool:
-            many = list(pool.map(lambda i: one_request(api, name, i, args.max_tokens, 200 + i),
+            many = list(pool.map(lambda i: one_request(api, name, i, args.max_tokens,
+                                                       seed(200 + i)),
                                  range(args.streams)))
         wall = time.perf_counter() - started
     finally:
@@ -239,6 +243,9 @@ def main() -> None:
     parser.add_argument("--engine", choices=["cpu", "vllm"], default="cpu",
                         help="cpu: the CPU engines against generate on the CPU; vllm: the vLLM "
                              "engine against generate on the GPU")
+    parser.add_argument("--unseeded", action="store_true",
+                        help="requests without a seed (as the studio sends them unless a writer "
+                             "sets one); llama.cpp then serves prompts from its cache")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     rows = []
@@ -276,6 +283,7 @@ def main() -> None:
         + "".join(f" --set {s}" for s in args.sets)
         + (f" --backends {args.backends}" if args.engine == "cpu" else "")
         + (f" --engine {args.engine}" if args.engine != "cpu" else "")
+        + (" --unseeded" if args.unseeded else "")
         + (" --skip-peer" if args.skip_peer else ""), "```", "",
         f"{datetime.date.today()}, commit {commit}, {machine()}:", "",
         table(rows, args.streams), "",
