@@ -3,7 +3,8 @@
 Curate, finetune, evaluate, serve and the app all build prompts here and nowhere else, so what a
 model is trained on is exactly what it is later asked. Controls travel as a plain-text header such
 as `[ Genre: fable; Style: moral; Tone: warm ]` at the top of the user message: never special
-tokens, so an adapter can be served as an adapter and every engine sees ordinary text.
+tokens, so an adapter can be served as an adapter and every engine sees ordinary text. A house
+style (`storyteller.styles`) adds its rule on the next line, `Style rule: …`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Literal, Mapping, Sequence
+
+from storyteller.styles import STYLE_RULES
 
 SYSTEM_PROMPT = (
     "You are a storyteller. Write original stories that follow the requested genre, style, "
@@ -126,8 +129,28 @@ def parse_header(line: str) -> dict[str, str]:
     return controls
 
 
+RULE_PREFIX = "Style rule: "
+
+
+def render_style_rule(controls: Mapping[str, str]) -> str:
+    """`Style rule: …` for a house style, else ''."""
+    rule = STYLE_RULES.get(str(controls.get("style") or "").strip().lower())
+    return f"{RULE_PREFIX}{rule[0].upper()}{rule[1:]}" if rule else ""
+
+
+def task_of(message: str) -> str:
+    """A rendered user message without its control header and style rule: the task alone."""
+    lines = message.split("\n")
+    if lines and parse_header(lines[0]):
+        lines = lines[1:]
+    if lines and lines[0].startswith(RULE_PREFIX):
+        lines = lines[1:]
+    return "\n".join(lines).strip()
+
+
 def render_user_message(request: StoryRequest) -> str:
-    """The user turn: the control header, then the task in the chosen phrasing."""
+    """The user turn: the control header, a house style's rule, then the task in the chosen
+    phrasing."""
     first_part = request.kind == "continuation" and request.part == 1
     phrasings = PHRASINGS["first_part" if first_part else request.kind]
     template = phrasings[request.phrasing % len(phrasings)]
@@ -141,7 +164,7 @@ def render_user_message(request: StoryRequest) -> str:
     if request.kind == "premise" and request.title:
         task += f'\nTitle: "{request.title}"'
     header = render_header(request.controls, request.control_order)
-    return f"{header}\n{task}" if header else task
+    return "\n".join(part for part in (header, render_style_rule(request.controls), task) if part)
 
 
 def render_messages(request: StoryRequest, story: str | None = None,

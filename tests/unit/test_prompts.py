@@ -1,7 +1,9 @@
 import pytest
 
 from storyteller.prompts import (HEADER_FIELDS, PHRASINGS, StoryRequest, length_bucket,
-                                 parse_header, render_header, render_messages, render_user_message)
+                                 parse_header, render_header, render_messages, render_user_message,
+                                 task_of)
+from storyteller.styles import HOUSE_STYLES, STYLE_RULES
 
 
 def test_header_renders_known_controls_in_schema_order():
@@ -67,3 +69,28 @@ def test_length_buckets(words, bucket):
 
 def test_schema_lists_the_header_fields():
     assert HEADER_FIELDS[:2] == ("genre", "style")
+
+
+def test_a_house_style_states_its_rule_under_the_header():
+    request = StoryRequest(controls={"genre": "fable", "style": "moral"}, premise="A fox learns.")
+    header, rule, task = render_user_message(request).split("\n")
+    assert header == "[ Genre: fable; Style: moral ]"
+    assert rule.startswith('Style rule: End with a line of its own that starts "Moral: "')
+    assert task == "Write a story from this premise: A fox learns."
+
+
+def test_other_styles_have_no_rule_line():
+    request = StoryRequest(controls={"genre": "romance", "style": "lyrical"}, premise="P")
+    assert render_user_message(request) == "[ Genre: romance; Style: lyrical ]\n" \
+        "Write a story from this premise: P"
+
+
+def test_every_house_style_has_a_rule():
+    assert set(STYLE_RULES) == set(HOUSE_STYLES)
+
+
+@pytest.mark.parametrize("controls", [{}, {"genre": "fable"}, {"genre": "fable", "style": "moral"}])
+def test_task_of_strips_the_header_and_the_rule(controls):
+    request = StoryRequest(kind="opening", controls=controls, opening="Line one.\nLine two.")
+    assert task_of(render_user_message(request)) == \
+        "Continue this story from where its opening ends:\n\nLine one.\nLine two."
