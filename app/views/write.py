@@ -9,7 +9,7 @@ import streamlit as st
 
 import studio_ui as ui
 from storyteller.evaluate.ratings.scales import SCALE_MAX
-from storyteller.prompts import SYSTEM_PROMPT
+from storyteller.prompts import SYSTEM_PROMPT, render_style_rule
 from storyteller.sampling import STUDIO_PRESETS
 from storyteller.sampling import preset as named_preset
 from storyteller.serve.client import ClientError, Completion, story_messages
@@ -52,6 +52,8 @@ with left:
                 help="Values this model was trained on; type another to try it." if control.trained
                 else "Examples; this model lists no trained values for it.")
             controls[control.name] = "" if value in (None, ANY) else value
+    if rule := render_style_rule(controls):
+        st.caption(f"{rule} (sent with the request)")
     preset_name = st.segmented_control("Sampling", STUDIO_PRESETS,
                                        key=ui.kept("w_preset", "balanced"),
                                        help="focused: steadier, more predictable; balanced: the "

@@ -6,6 +6,7 @@ the batch (their cache rows are dropped), so a batch costs what its live stories
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -81,6 +82,13 @@ def sample_next(logits: torch.Tensor, preset: SamplingPreset, seen: torch.Tensor
     return ids.gather(1, torch.stack(picks)[:, None])[:, 0]
 
 
+def cache_argument(model) -> str:
+    """The name forward gives its KV cache: transformers 5.25 renamed `past_key_values` to
+    `cache` and drops the old name in 5.40; earlier 5.x releases know only the old one."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 def growing_cache(config):
     """A KV cache whose layers write into buffers that double when full and hand attention a
     view of the filled part. transformers' dynamic cache concatenates every step, copying the
@@ -152,8 +160,9 @@ def generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], seeds: Se
     finish = ["length"] * len(prompts)
     live = list(range(len(prompts)))  # original row of each row still in the batch
     cache = growing_cache(model.config)
+    with_cache = {cache_argument(model): cache, "use_cache": True}
     logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+                   logits_to_keep=1, **with_cache).logits[:, -1]
     for _ in range(max_new_tokens):
         tokens = sample_next(logits.float().cpu(), preset, seen.cpu(),
                              [generators[row] for row in live]).to(device)
@@ -174,7 +183,7 @@ def generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], seeds: Se
         mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
         positions = positions[:, -1:] + 1
         logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions,
-                       past_key_values=cache, use_cache=True).logits[:, -1]
+                       **with_cache).logits[:, -1]
     seconds = time.perf_counter() - started
     return [Generation(tokenizer.decode(ids, skip_special_tokens=True).strip(), finish[row],
                        len(ids) + (finish[row] == "stop"), seconds, tuple(ids))

@@ -120,3 +120,20 @@ def test_marker_score_is_the_log_probability_of_the_marker_tokens(engine):
         logprobs = torch.log_softmax(engine.model(input_ids=torch.tensor([full])).logits[0], -1)
     expected = sum(float(logprobs[i - 1, full[i]]) for i in range(len(full) - score.tokens, len(full)))
     assert score.logprob == pytest.approx(expected, rel=1e-4)
+
+
+def test_the_cache_goes_by_the_name_this_transformers_gives_it():
+    import inspect
+
+    from storyteller.evaluate.decode import cache_argument
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(inspect_model(TINY_MODEL).weights)
+    name = cache_argument(model)
+    assert name in inspect.signature(model.forward).parameters
+
+    class OldForward(torch.nn.Module):
+        def forward(self, input_ids, past_key_values=None, use_cache=False):
+            return input_ids
+
+    assert cache_argument(OldForward()) == "past_key_values"

@@ -150,7 +150,8 @@ def test_early_stopping_keeps_the_best_checkpoint(data, tmp_path):
     # A learning rate this large makes validation loss climb after the first steps.
     result = run(config(data, tmp_path / "early", "train.max_steps=20", "train.lr=3.0",
                         "train.max_grad_norm=0", "train.schedule=constant",
-                        "eval.every_steps=1", "eval.patience=2", "checkpoint.every_steps=50"))
+                        "eval.every_steps=1", "eval.patience=2", "checkpoint.every_steps=50",
+                        "checkpoint.final_from_best=true"))
     s = result.summary
     assert s["stopped_early"] and s["steps"] < 20
     assert s["final_from_step"] == s["best_step"]

@@ -92,6 +92,10 @@ def test_write_streams_a_story_and_keeps_every_version(tiny_endpoint, monkeypatc
     assert first.text == direct.text and first.text.strip()
     assert first.text.strip() in [t.value.strip() for t in at.text]
     assert any("words" in c.value for c in at.caption)
+    # The house style's rule, which the request carries, is shown under the controls.
+    assert any(c.value.startswith('Style rule: End with a line of its own that starts "Moral: "')
+               for c in at.caption)
+    assert 'Style rule: End with a line' in messages[1]["content"]
 
     at.button(key="continue").click().run()
     at.button(key="regenerate").click().run()
