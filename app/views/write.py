@@ -52,8 +52,10 @@ with left:
                 help="Values this model was trained on; type another to try it." if control.trained
                 else "Examples; this model lists no trained values for it.")
             controls[control.name] = "" if value in (None, ANY) else value
-    if rule := render_style_rule(controls):
-        st.caption(f"{rule} (sent with the request)")
+    rule = render_style_rule(controls)
+    # Always one element here, so the expander below keeps its place (and stays open) when the
+    # style changes between runs.
+    st.caption(f"{rule} (sent with the request)" if rule else " ")
     preset_name = st.segmented_control("Sampling", STUDIO_PRESETS,
                                        key=ui.kept("w_preset", "balanced"),
                                        help="focused: steadier, more predictable; balanced: the "
