@@ -135,7 +135,7 @@ RULE_PREFIX = "Style rule: "
 def render_style_rule(controls: Mapping[str, str]) -> str:
     """`Style rule: …` for a house style, else ''."""
     rule = STYLE_RULES.get(str(controls.get("style") or "").strip().lower())
-    return f"{RULE_PREFIX}{rule[0].upper()}{rule[1:]}" if rule else ""
+    return f"{RULE_PREFIX}{rule}" if rule else ""
 
 
 def task_of(message: str) -> str:

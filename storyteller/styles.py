@@ -131,12 +131,12 @@ def check_log(text: str) -> StyleVerdict:
 # for: a small model learns to keep a rule it is shown far sooner than one it must infer from
 # a few dozen examples (docs/BENCHMARKS.md, quickstart evaluation).
 STYLE_RULES: dict[str, str] = {
-    "moral": 'end with a line of its own that starts "Moral: " and gives the lesson in one '
+    "moral": 'End with a line of its own that starts "Moral: " and gives the lesson in one '
              "sentence.",
-    "refrain": "give the story a short refrain on a line of its own; it comes back exactly three "
+    "refrain": "Give the story a short refrain on a line of its own; it comes back exactly three "
                "times, the last time as the final line.",
-    "noir": "narrate in the first person and the present tense.",
-    "log": 'tell it as log entries, each on a new line starting "Log, day N:", the days '
+    "noir": "Narrate in the first person and the present tense.",
+    "log": 'Tell it as log entries, each on a new line starting "Log, day N:", the days '
            "counting up.",
 }
 
