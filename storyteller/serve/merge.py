@@ -220,8 +220,7 @@ def model_card(name: str, metadata: dict, verification: dict) -> str:
         "## Controls", "",
         "Prompts carry a plain-text header rendered by `storyteller.prompts`, e.g. "
         "`[ Genre: fable; Style: moral ]`, a house style's rule, then the request; "
-        "`storyteller prompt` prints the "
-        "exact messages.", "",
+        "`storyteller prompt` prints the exact messages.", "",
         f"- Genres seen in training: {genres}",
         f"- Styles seen in training: {styles}", "",
         "## Verification", "",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from storyteller.evaluate.adherence import adherence, style_text, task_text, train_tagger
+from storyteller.evaluate.adherence import adherence, style_text, train_tagger
+from storyteller.prompts import task_of
 
 FABLE = ("A crow found a piece of cheese and sat in a tree. A fox praised her voice until she "
          "sang, and the cheese fell.\n\nMoral: Beware of those who flatter you.")
@@ -49,10 +50,10 @@ def test_adherence_reports_house_styles_and_genre():
     assert "style_pass" not in skipped[0]
 
 
-def test_task_text_drops_the_control_header():
-    assert task_text("[ Genre: fable; Style: moral ]\nWrite a story about a crow.") == \
+def test_task_of_drops_the_control_header():
+    assert task_of("[ Genre: fable; Style: moral ]\nWrite a story about a crow.") == \
         "Write a story about a crow."
-    assert task_text("Write a story about a crow.") == "Write a story about a crow."
+    assert task_of("Write a story about a crow.") == "Write a story about a crow."
 
 
 def test_style_markers_are_found_in_the_reference_story():
