@@ -38,6 +38,10 @@ class CpuConfig:
     # llama.cpp: tokens of KV cache, split evenly between the parallel requests (0: the
     # model's limit for each).
     context_tokens: int = 0
+    # llama.cpp: the KV cache's number type. auto: bf16 where the CPU computes bf16 natively
+    # (AVX512-BF16 or AMX; attention over it is faster there, 8 streams ~15% faster in
+    # docs/BENCHMARKS.md), else f16, llama.cpp's own default. f32 is the slowest here.
+    kv_cache: Literal["auto", "f16", "bf16", "f32"] = "auto"
     # llama.cpp: more llama-server flags, appended as given (e.g. ["--poll", "0"]).
     extra_args: list[str] = field(default_factory=list)
     # transformers serve only, from here on.

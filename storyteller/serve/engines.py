@@ -184,6 +184,7 @@ def plan_launch(cfg: ServeConfig, engine: str, model_dir: Path, served_name: str
 def llamacpp_launch(cfg: ServeConfig, model_dir: Path, served_name: str, port: int,
                     env: dict[str, str]) -> EngineLaunch:
     from storyteller.models import cache_root
+    from storyteller.train.model import cpu_has_native_bf16
 
     key = secrets.token_urlsafe(24)
     limit = max_model_len(model_dir, cfg.max_model_len)
@@ -192,7 +193,9 @@ def llamacpp_launch(cfg: ServeConfig, model_dir: Path, served_name: str, port: i
         llamacpp.server_binary(), gguf, model_dir.resolve() / "chat_template.jinja",
         served_name, port, key, cfg.cpu.parallel, cfg.cpu.threads,
         llamacpp.context_tokens(limit, cfg.cpu.parallel, cfg.cpu.context_tokens),
-        read_json(model_dir / "generation_config.json") or {}) + list(cfg.cpu.extra_args)
+        read_json(model_dir / "generation_config.json") or {},
+        llamacpp.kv_cache_type(cfg.cpu.kv_cache, cpu_has_native_bf16())) \
+        + list(cfg.cpu.extra_args)
     return EngineLaunch("llama.cpp", command, port, served_name, key, env,
                         convert=(model_dir, gguf))
 

@@ -6,9 +6,10 @@ its own settings and seed, and one stream of the 135M model runs at 3x the speed
 `transformers serve` on the same two cores (docs/BENCHMARKS.md, serve). `scripts/llama-cpp.sh`
 builds it into .venv/llama.cpp; without it the CPU engine is `transformers serve`.
 
-Weights stay float32, so served stories are the merged model's; the KV cache is float16
-(llama.cpp's default: float32 made decoding a fifth to a third slower and changed no greedy
-story in bench/serve_fidelity.py)."""
+Weights stay float32, so served stories are the merged model's. The KV cache is bf16 on CPUs
+that compute bf16 natively and float16 elsewhere (kv_cache_type): float32 made decoding slower
+on both CPUs measured, and neither half-precision type changed a greedy story in
+bench/serve_fidelity.py."""
 
 from __future__ import annotations
 
@@ -110,13 +111,24 @@ def context_tokens(max_len: int, parallel: int, requested: int) -> int:
     return requested or max_len * parallel
 
 
+def kv_cache_type(requested: str, native_bf16: bool) -> str:
+    """The KV cache's number type for `cpu.kv_cache`. auto: bf16 where the CPU has native bf16
+    (AVX512-BF16 or AMX), where llama.cpp's attention over a bf16 cache is the fastest (8
+    streams ~15% faster than float16 on a Xeon with AMX, docs/BENCHMARKS.md); float16, llama.cpp's
+    default, elsewhere, since emulated bf16 would be slower."""
+    if requested != "auto":
+        return requested
+    return "bf16" if native_bf16 else "f16"
+
+
 def llamacpp_command(binary: Path, gguf: Path, template: Path, served_name: str, port: int,
                      engine_key: str, parallel: int, threads: int,
-                     context: int, generation: dict) -> list[str]:
+                     context: int, generation: dict, kv_cache: str = "f16") -> list[str]:
     """`llama-server` on loopback: the model's own chat template (rendered with Jinja, as in
     training), `parallel` slots decoded together (continuous batching), each with its own
     part of the KV cache: a shared one makes every request attend over all requests' tokens,
-    which cost a fifth of the 8-stream throughput here. Worker threads sleep between steps
+    which cost a fifth of the 8-stream throughput here; keys and values stored as `kv_cache`
+    (kv_cache_type). Worker threads sleep between steps
     instead of polling (the same throughput here, and an idle server holds no core); sampling
     follows SAMPLER_ORDER with SAMPLING_DEFAULTS."""
     return [str(binary), "--model", str(gguf), "--alias", served_name,
@@ -125,5 +137,6 @@ def llamacpp_command(binary: Path, gguf: Path, template: Path, served_name: str,
             "--threads", str(threads or os.cpu_count() or 1), "--poll", "0",
             "--parallel", str(parallel), "--cont-batching",
             "--no-kv-unified", "--ctx-size", str(context),
+            "--cache-type-k", kv_cache, "--cache-type-v", kv_cache,
             "--cache-ram", "1024", "--no-webui",
             *sampling_flags(generation)]

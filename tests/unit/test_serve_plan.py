@@ -13,8 +13,8 @@ from storyteller.config import load_config
 from storyteller.serve.config import ServeConfig
 from storyteller.serve.engines import transformers_command, vllm_command
 from storyteller.serve.gateway import ApiError, ServedModel, engine_body, validate
-from storyteller.serve.llamacpp import (context_tokens, gguf_path, llamacpp_command,
-                                        sampling_flags)
+from storyteller.serve.llamacpp import (context_tokens, gguf_path, kv_cache_type,
+                                        llamacpp_command, sampling_flags)
 from storyteller.serve.preflight import (Adapter, check_adapter, check_model, lora_rank_limit,
                                          parse_adapter)
 from tests.conftest import ROOT
@@ -205,12 +205,14 @@ def test_llamacpp_command_line(tmp_path):
     command = llamacpp_command(Path("/opt/llama-server"), tmp_path / "m.gguf",
                                tmp_path / "chat_template.jinja", "quickstart", 9124, "secret",
                                parallel=8, threads=2,
-                               context=context_tokens(8192, 8, 0), generation={})
+                               context=context_tokens(8192, 8, 0), generation={},
+                               kv_cache="bf16")
     joined = " ".join(command)
     for flag in (f"--model {tmp_path / 'm.gguf'}", "--alias quickstart", "--host 127.0.0.1",
                  "--port 9124", "--api-key secret",
                  f"--chat-template-file {tmp_path / 'chat_template.jinja'}", "--threads 2",
                  "--parallel 8", "--no-kv-unified --ctx-size 65536", "--poll 0",
+                 "--cache-type-k bf16 --cache-type-v bf16",
                  # Transformers' order, and neutral defaults instead of top-k 40 / min-p 0.05.
                  "--samplers penalties;temperature;top_k;top_p;min_p", "--temp 1.0",
                  "--top-p 1.0", "--top-k 0", "--min-p 0.0", "--repeat-penalty 1.0"):
@@ -220,6 +222,14 @@ def test_llamacpp_command_line(tmp_path):
     # Without do_sample a model's temperature is not a default it samples with.
     assert "--temp 1.0" in " ".join(sampling_flags({"temperature": 0.7}))
     assert context_tokens(2048, 2, 0) == 4096 and context_tokens(2048, 8, 4096) == 4096
+
+
+def test_the_kv_cache_is_bf16_only_where_the_cpu_computes_bf16():
+    assert kv_cache_type("auto", native_bf16=True) == "bf16"
+    assert kv_cache_type("auto", native_bf16=False) == "f16"
+    # A stated type is kept either way.
+    assert kv_cache_type("f32", native_bf16=True) == "f32"
+    assert kv_cache_type("bf16", native_bf16=False) == "bf16"
 
 
 def test_the_gguf_is_named_by_the_model_it_came_from(tmp_path):
