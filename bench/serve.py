@@ -55,13 +55,20 @@ PREMISES = [
 ]
 
 
-def messages(index: int) -> list[dict]:
+# A sentence added to each premise per phase: the warm-up, the single streams and the burst
+# then never send a prompt an earlier phase sent, so an engine's prompt cache (llama.cpp serves
+# unseeded requests from it) reuses only what a writer's next request would share with the
+# last: the system prompt and the control header, not the whole prompt.
+PHASES = {"warm-up": " It happens in winter.", "single": "", "burst": " It happens in summer."}
+
+
+def messages(index: int, phase: str = "single") -> list[dict]:
     from storyteller.prompts import StoryRequest
     from storyteller.serve.client import story_messages
 
     genre, style, premise = PREMISES[index % len(PREMISES)]
     return story_messages(StoryRequest(controls={"genre": genre, "style": style},
-                                       premise=premise))
+                                       premise=premise + PHASES[phase]))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -71,12 +78,13 @@ def percentile(values: list[float], q: float) -> float:
 
 # ------------------------------------------------------------------------ over HTTP
 
-def one_request(api, name: str, index: int, max_tokens: int, seed: int | None) -> dict:
+def one_request(api, name: str, index: int, max_tokens: int, seed: int | None,
+                phase: str = "single") -> dict:
     started = time.perf_counter()
     first, tokens, pieces = None, 0, 0
     seeded = {} if seed is None else {"seed": seed}
     stream = api.chat.completions.create(
-        model=name, messages=messages(index), max_tokens=max_tokens, temperature=0.8,
+        model=name, messages=messages(index, phase), max_tokens=max_tokens, temperature=0.8,
         top_p=0.95, stream=True, **seeded)
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
@@ -106,18 +114,19 @@ def bench_server(model: Path, args, extra: list[str]) -> dict:
         api = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=600)
         name = api.models.list().data[0].id
         seed = (lambda i: None) if args.unseeded else (lambda i: i)
-        one_request(api, name, 0, 8, seed(0))  # warm-up
+        one_request(api, name, 0, 8, seed(0), "warm-up")
         # ... and a burst as wide as the measured one: an engine compiles some kernels on the
         # first batch of each shape (vLLM's Triton top-k/top-p sampler took ~3 s on an H100),
         # a one-time cost of a new server, not of serving.
         with ThreadPoolExecutor(args.streams) as pool:
-            list(pool.map(lambda i: one_request(api, name, i, 8, seed(i)), range(args.streams)))
+            list(pool.map(lambda i: one_request(api, name, i, 8, seed(i), "warm-up"),
+                          range(args.streams)))
         single = [one_request(api, name, i, args.max_tokens, seed(100 + i))
                   for i in range(args.requests)]
         started = time.perf_counter()
         with ThreadPoolExecutor(args.streams) as pool:
             many = list(pool.map(lambda i: one_request(api, name, i, args.max_tokens,
-                                                       seed(200 + i)),
+                                                       seed(200 + i), "burst"),
                                  range(args.streams)))
         wall = time.perf_counter() - started
     finally:
@@ -170,16 +179,16 @@ def bench_generate(model_dir: Path, args, device: str = "cpu") -> dict:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
     stops = stop_ids(tokenizer)
 
-    def encode(indices):
+    def encode(indices, phase):
         tokenizer.padding_side = "left"
-        texts = [tokenizer.apply_chat_template(messages(i), add_generation_prompt=True,
+        texts = [tokenizer.apply_chat_template(messages(i, phase), add_generation_prompt=True,
                                                tokenize=False) for i in indices]
         return tokenizer(texts, return_tensors="pt", padding=True,
                          add_special_tokens=False).to(device)
 
-    def run(indices, seed, streamer=None):
+    def run(indices, seed, streamer=None, phase="single"):
         torch.manual_seed(seed)
-        batch = encode(indices)
+        batch = encode(indices, phase)
         with torch.inference_mode():
             out = model.generate(**batch, do_sample=True, temperature=0.8, top_p=0.95,
                                  max_new_tokens=args.max_tokens, eos_token_id=stops,
@@ -188,7 +197,7 @@ def bench_generate(model_dir: Path, args, device: str = "cpu") -> dict:
         return int(sum((row != tokenizer.pad_token_id).sum() for row in new)) \
             if len(indices) > 1 else int(new.shape[1])
 
-    run([0], 0)  # warm-up
+    run([0], 0, phase="warm-up")
     single = []
     for i in range(args.requests):
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -205,7 +214,7 @@ def bench_generate(model_dir: Path, args, device: str = "cpu") -> dict:
         single.append({"ttft": (first or ended) - started, "seconds": ended - started,
                        "tokens": result["tokens"]})
     started = time.perf_counter()
-    tokens = run(list(range(args.streams)), 200)
+    tokens = run(list(range(args.streams)), 200, phase="burst")
     wall = time.perf_counter() - started
     many = [{"ttft": wall, "seconds": wall, "tokens": tokens}]
     return summarise(single, many, wall)
@@ -289,7 +298,8 @@ def main() -> None:
         table(rows, args.streams), "",
         f"Settings: sampling T 0.8 / top-p 0.95, at most {args.max_tokens} new tokens, "
         f"{args.requests} single-stream requests one after another, then {args.streams} at once; "
-        "prompts are 8 genre/style/premise requests rendered by storyteller.prompts. Tokens/s "
+        "prompts are 8 genre/style/premise requests rendered by storyteller.prompts, a sentence "
+        "added to each premise in the burst (no prompt repeats between phases). Tokens/s "
         "counts completion tokens over each request's whole time (TTFT included)."])
     print(body)
     if args.write:
