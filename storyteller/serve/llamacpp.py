@@ -91,7 +91,35 @@ def ensure_gguf(model_dir: Path, target: Path) -> Path:
         raise InputError.at(str(model_dir), f"llama.cpp could not convert it to GGUF:\n  {tail}",
                             "serve it with --set cpu.backend=transformers")
     partial.replace(target)
+    source_note(target).write_text(str(model_dir.resolve()))
+    prune_stale(target.parent, keep=target)
     return target
+
+
+def source_note(gguf: Path) -> Path:
+    """The file next to a cached GGUF that names the model directory it came from."""
+    return gguf.with_name(gguf.name + ".source")
+
+
+def prune_stale(folder: Path, keep: Path) -> list[Path]:
+    """Remove cached GGUFs no request can reach again: those of a directory that is gone, and
+    older conversions of the directory `keep` came from (a re-merged model is converted anew,
+    and each conversion of the 135M model is 540 MB). GGUFs without a note are left alone.
+    Returns what was removed."""
+    if not source_note(keep).is_file():
+        return []
+    current = source_note(keep).read_text()
+    removed = []
+    for note in folder.glob("*.gguf.source"):
+        gguf = note.with_name(note.name[:-len(".source")])
+        if gguf == keep:
+            continue
+        source = note.read_text()
+        if source == current or not Path(source).is_dir():
+            gguf.unlink(missing_ok=True)
+            note.unlink(missing_ok=True)
+            removed.append(gguf)
+    return removed
 
 
 def sampling_flags(generation: dict) -> list[str]:

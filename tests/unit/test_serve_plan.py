@@ -14,7 +14,8 @@ from storyteller.serve.config import ServeConfig
 from storyteller.serve.engines import transformers_command, vllm_command
 from storyteller.serve.gateway import ApiError, ServedModel, engine_body, validate
 from storyteller.serve.llamacpp import (context_tokens, gguf_path, kv_cache_type,
-                                        llamacpp_command, sampling_flags)
+                                        llamacpp_command, prune_stale, sampling_flags,
+                                        source_note)
 from storyteller.serve.preflight import (Adapter, check_adapter, check_model, lora_rank_limit,
                                          parse_adapter)
 from tests.conftest import ROOT
@@ -239,6 +240,30 @@ def test_the_gguf_is_named_by_the_model_it_came_from(tmp_path):
     assert first.parent == tmp_path / "cache" / "gguf" and first.name.startswith("model-")
     (folder / "model.safetensors").write_bytes(b"01")  # re-merged: converted again
     assert gguf_path(folder, tmp_path / "cache") != first
+
+
+def test_cached_ggufs_no_request_can_reach_are_removed(tmp_path):
+    cache = tmp_path / "cache" / "gguf"
+    cache.mkdir(parents=True)
+    kept, other = tmp_path / "kept", tmp_path / "other"
+    kept.mkdir()
+    other.mkdir()
+
+    def cached(name: str, source: Path | None) -> Path:
+        gguf = cache / f"{name}.f32.gguf"
+        gguf.write_bytes(b"GGUF")
+        if source is not None:
+            source_note(gguf).write_text(str(source))
+        return gguf
+
+    older = cached("kept-old", kept)               # an earlier conversion of the same directory
+    gone = cached("gone-1", tmp_path / "deleted")  # its directory was removed
+    alive = cached("other-1", other)               # another model, still there
+    unnoted = cached("unnoted-1", None)            # written before notes existed
+    current = cached("kept-new", kept)
+    assert sorted(prune_stale(cache, keep=current)) == sorted([older, gone])
+    assert not older.exists() and not source_note(older).exists() and not gone.exists()
+    assert current.exists() and alive.exists() and unnoted.exists()
 
 
 def test_the_cpu_backend_is_llamacpp_where_installed_else_transformers(monkeypatch, tmp_path):
