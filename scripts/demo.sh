@@ -26,7 +26,10 @@ echo "demo: merged, verified model in models/quickstart (see verification.json)"
 echo "demo: starting the endpoint (http://127.0.0.1:8000/v1) and the studio"
 .venv/bin/storyteller serve --model models/quickstart &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT INT TERM
+STUDIO=
+# Everything this script started stops with it: on Ctrl+C, on a TERM sent to the script alone,
+# and on any exit.
+trap 'kill $STUDIO $SERVER 2>/dev/null; wait $STUDIO $SERVER 2>/dev/null' EXIT INT TERM
 for _ in $(seq 1 600); do
   .venv/bin/python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/health', timeout=2)" \
     >/dev/null 2>&1 && break
@@ -35,4 +38,8 @@ for _ in $(seq 1 600); do
 done
 echo "demo: writing studio at http://127.0.0.1:8501 (the endpoint serves models/quickstart);"
 echo "      from a terminal: .venv/bin/storyteller write \"A fox guards a lighthouse\" --genre fable"
-.venv/bin/storyteller app --endpoint http://127.0.0.1:8000 --model quickstart
+# In the background and waited for: bash runs a trap only once its foreground command ends,
+# so a TERM to this script alone would otherwise leave the endpoint and studio running.
+.venv/bin/storyteller app --endpoint http://127.0.0.1:8000 --model quickstart &
+STUDIO=$!
+wait $STUDIO
