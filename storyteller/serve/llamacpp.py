@@ -91,8 +91,9 @@ def ensure_gguf(model_dir: Path, target: Path) -> Path:
         raise InputError.at(str(model_dir), f"llama.cpp could not convert it to GGUF:\n  {tail}",
                             "serve it with --set cpu.backend=transformers")
     partial.replace(target)
-    source_note(target).write_text(str(model_dir.resolve()))
-    prune_stale(target.parent, keep=target)
+    source = str(model_dir.resolve())
+    source_note(target).write_text(source)
+    prune_stale(target.parent, keep=target, source=source)
     return target
 
 
@@ -101,21 +102,18 @@ def source_note(gguf: Path) -> Path:
     return gguf.with_name(gguf.name + ".source")
 
 
-def prune_stale(folder: Path, keep: Path) -> list[Path]:
+def prune_stale(folder: Path, keep: Path, source: str) -> list[Path]:
     """Remove cached GGUFs no request can reach again: those of a directory that is gone, and
-    older conversions of the directory `keep` came from (a re-merged model is converted anew,
-    and each conversion of the 135M model is 540 MB). GGUFs without a note are left alone.
-    Returns what was removed."""
-    if not source_note(keep).is_file():
-        return []
-    current = source_note(keep).read_text()
+    older conversions of `source`, the directory `keep` came from (a re-merged model is
+    converted anew, and each conversion of the 135M model is 540 MB). GGUFs without a note are
+    left alone. Returns what was removed."""
     removed = []
     for note in folder.glob("*.gguf.source"):
         gguf = note.with_name(note.name[:-len(".source")])
         if gguf == keep:
             continue
-        source = note.read_text()
-        if source == current or not Path(source).is_dir():
+        came_from = note.read_text()
+        if came_from == source or not Path(came_from).is_dir():
             gguf.unlink(missing_ok=True)
             note.unlink(missing_ok=True)
             removed.append(gguf)
@@ -156,9 +154,9 @@ def llamacpp_command(binary: Path, gguf: Path, template: Path, served_name: str,
     training), `parallel` slots decoded together (continuous batching), each with its own
     part of the KV cache: a shared one makes every request attend over all requests' tokens,
     which cost a fifth of the 8-stream throughput here; keys and values stored as `kv_cache`
-    (kv_cache_type). Worker threads sleep between steps
-    instead of polling (the same throughput here, and an idle server holds no core); sampling
-    follows SAMPLER_ORDER with SAMPLING_DEFAULTS."""
+    (kv_cache_type). Worker threads sleep between steps instead of polling (the same
+    throughput here, and an idle server holds no core); sampling follows SAMPLER_ORDER with
+    SAMPLING_DEFAULTS."""
     return [str(binary), "--model", str(gguf), "--alias", served_name,
             "--host", "127.0.0.1", "--port", str(port), "--api-key", engine_key,
             "--jinja", "--chat-template-file", str(template),

@@ -261,7 +261,7 @@ def test_cached_ggufs_no_request_can_reach_are_removed(tmp_path):
     alive = cached("other-1", other)               # another model, still there
     unnoted = cached("unnoted-1", None)            # written before notes existed
     current = cached("kept-new", kept)
-    assert sorted(prune_stale(cache, keep=current)) == sorted([older, gone])
+    assert sorted(prune_stale(cache, keep=current, source=str(kept))) == sorted([older, gone])
     assert not older.exists() and not source_note(older).exists() and not gone.exists()
     assert current.exists() and alive.exists() and unnoted.exists()
 
