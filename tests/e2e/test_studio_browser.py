@@ -176,3 +176,28 @@ def test_write_watch_it_stream_rate_and_export(browser, studio, tmp_path):
     assert record["messages"][-1] == {"role": "assistant",
                                       "content": "<b>Bold</b> claims and *stars*."}
     page.close()
+
+
+def test_readme_picture_is_drawn_from_the_running_studio(tiny_endpoint, tmp_path):
+    """scripts/studio_screenshot.py serves the model, opens the studio, writes a story and saves
+    the Write page: a 1400×900 PNG, drawn only once the story is done."""
+    from PIL import Image
+
+    _, _, model_dir = tiny_endpoint
+    out = tmp_path / "write.png"
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "studio_screenshot.py"),
+                             "--model", str(model_dir), "--out", str(out), "--max-tokens", "24"],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with Image.open(out) as picture:
+        assert picture.size == (1400, 900)
+        # Not a blank page: the drawn page has text and controls in many shades.
+        assert len(picture.convert("L").getcolors(maxcolors=256 * 256) or []) > 32
+
+
+def test_readme_picture_script_refuses_a_folder_that_is_not_a_model(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "studio_screenshot.py"),
+                             "--model", str(tmp_path), "--out", str(tmp_path / "x.png")],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 1 and "storyteller merge" in result.stderr
+    assert not (tmp_path / "x.png").exists()
