@@ -89,20 +89,23 @@ OBSERVE = """() => {
 COLLECT = "() => { window.__observer.disconnect(); return [window.__marks, performance.now()]; }"
 
 
-def in_studio(page, index: int, max_tokens: int) -> dict:
-    genre, style, premise = PREMISES[index % len(PREMISES)]
-    if index:
-        page.get_by_role("button", name="New story").click()
+def fill_request(page, premise: str, genre: str, style: str, seed: int, max_tokens: int) -> None:
+    """The Write page's form as a writer fills it (the Advanced section already open)."""
     page.get_by_label("Premise").fill(premise)
     for label, option in (("Genre", genre), ("Style", style)):
         page.get_by_test_id("stSelectbox").filter(has_text=label).click()
         page.get_by_role("option", name=option, exact=True).click()
-    seed = page.get_by_role("spinbutton", name="Seed")
-    seed.fill(str(index))
-    seed.press("Enter")
-    tokens = page.get_by_role("spinbutton", name="Max tokens")
-    tokens.fill(str(max_tokens))
-    tokens.press("Enter")
+    for name, value in (("Seed", seed), ("Max tokens", max_tokens)):
+        field = page.get_by_role("spinbutton", name=name)
+        field.fill(str(value))
+        field.press("Enter")
+
+
+def in_studio(page, index: int, max_tokens: int) -> dict:
+    genre, style, premise = PREMISES[index % len(PREMISES)]
+    if index:
+        page.get_by_role("button", name="New story").click()
+    fill_request(page, premise, genre, style, index, max_tokens)
     page.wait_for_timeout(500)
     page.evaluate(OBSERVE)
     done = page.get_by_text(re.compile(r"^[\d,]+ words"))

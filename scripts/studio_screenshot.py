@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from serve import wait  # noqa: E402
-from studio import CHROMIUM_ARGS, start, wait_studio  # noqa: E402
+from studio import CHROMIUM_ARGS, fill_request, start, wait_studio  # noqa: E402
 
 # Pressing Write scrolls the page to the story; the picture starts at the page's top.
 TO_TOP = "() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })"
@@ -36,15 +36,8 @@ PREMISE = "A fox guards a lighthouse on a stormy coast."
 
 def write_story(page, genre: str, style: str, seed: int, max_tokens: int) -> None:
     page.get_by_label("Title").fill(TITLE)
-    page.get_by_label("Premise").fill(PREMISE)
-    for label, option in (("Genre", genre), ("Style", style)):
-        page.get_by_test_id("stSelectbox").filter(has_text=label).click()
-        page.get_by_role("option", name=option, exact=True).click()
     page.get_by_text("Advanced").click()
-    for name, value in (("Seed", seed), ("Max tokens", max_tokens)):
-        field = page.get_by_role("spinbutton", name=name)
-        field.fill(str(value))
-        field.press("Enter")
+    fill_request(page, PREMISE, genre, style, seed, max_tokens)
     page.get_by_text("Advanced").click()  # folded again: the picture shows the everyday page
     page.wait_for_timeout(500)
     page.get_by_role("button", name="Write").click()
