@@ -13,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from storyteller.errors import StorytellerError
-from storyteller.serve.client import ClientError, ServedModel, StoryClient
+from storyteller.client import ClientError, ServedModel, StoryClient
 from storyteller.studio.config import StudioConfig, load_studio_config
 from storyteller.studio.library import StoryLibrary, default_library_path
 

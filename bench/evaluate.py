@@ -57,7 +57,7 @@ def run_evaluate(model: str, data: Path, out: Path, args, *extra: str) -> tuple[
 
     cfg = load_config(EvaluateConfig, None, [
         f"model={model}", f"data={data}", f"out={out}",
-        f"generation.max_new_tokens={args.max_new_tokens}",
+        f"generation.max_tokens={args.max_new_tokens}",
         f"generation.batch_size={args.batch_size}", *extra])
     started = time.perf_counter()
     result = run(cfg)
@@ -132,7 +132,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from storyteller.evaluate.generate import vllm_available
+    from storyteller.models import vllm_available
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

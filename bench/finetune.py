@@ -61,7 +61,7 @@ TARGETS = "≥ 2.0x TRL-default and ≥ 1.2x TRL-packing throughput, padding < 5
 
 def load_cfg(args, extra=()):
     from storyteller.config import load_config
-    from storyteller.train.config import FinetuneConfig
+    from storyteller.finetune.config import FinetuneConfig
 
     return load_config(FinetuneConfig, args.config,
                        [f"model.base={args.model}", f"data.dir={args.data}", *extra])
@@ -69,7 +69,7 @@ def load_cfg(args, extra=()):
 
 def flop_shape(model) -> dict:
     """What the FLOP estimate needs, read off the (adapter-wrapped) model."""
-    from storyteller.train.model import causal_lm
+    from storyteller.finetune.model import causal_lm
 
     config = causal_lm(model).config
     # By name, not requires_grad: an adapter loaded for evaluation is frozen too.
@@ -107,11 +107,11 @@ def heldout_loss(model, cfg) -> float:
     """Mean story-token loss on the test split, exactly as `storyteller finetune` scores it:
     padding-free packs through storyteller's packed attention."""
     from storyteller.models import load_tokenizer
-    from storyteller.train.attention import register
-    from storyteller.train.data import tokenize_pairs
-    from storyteller.train.loop import evaluate_loss
-    from storyteller.train.model import StoryLoss, causal_lm, choose_precision
-    from storyteller.train.run import make_packs, read_data, select_pairs
+    from storyteller.finetune.attention import register
+    from storyteller.finetune.data import tokenize_pairs
+    from storyteller.finetune.loop import evaluate_loss
+    from storyteller.finetune.model import StoryLoss, causal_lm, choose_precision
+    from storyteller.finetune.run import make_packs, read_data, select_pairs
 
     tokenizer = load_tokenizer(cfg.model.base)
     pairs = select_pairs(read_data(Path(cfg.data.dir))[0]["test"], cfg, 0)
@@ -132,9 +132,9 @@ def storyteller_worker(args) -> dict:
     from peft import PeftModel
 
     from storyteller.models import load_tokenizer, resolve_model
-    from storyteller.train.model import choose_precision, load_base
-    from storyteller.train.plan import Plan
-    from storyteller.train.run import make_packs, read_data, run, tokenize_splits
+    from storyteller.finetune.model import choose_precision, load_base
+    from storyteller.finetune.plan import Plan
+    from storyteller.finetune.run import make_packs, read_data, run, tokenize_splits
 
     cfg = load_cfg(args)
     # The Plan the run will build: enough steps to reach the budget, and what each step processes.
@@ -184,8 +184,8 @@ def trl_worker(args, packing: bool) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from storyteller.models import resolve_model
-    from storyteller.train.model import cpu_has_native_bf16
-    from storyteller.train.run import read_data, select_pairs
+    from storyteller.models import cpu_has_native_bf16
+    from storyteller.finetune.run import read_data, select_pairs
 
     cfg = load_cfg(args)
     pairs = select_pairs(read_data(Path(cfg.data.dir))[0]["train"], cfg, cfg.data.max_train_pairs)
@@ -361,7 +361,7 @@ def report(results: dict, peaks: tuple[float, float, str], args) -> str:
          f"{shown(args.config)}) and budget ({args.supervised_tokens:,} supervised tokens) for all; "
          "each stops at the first optimizer step that reaches the budget, so steps overshoot it by up "
          "to one batch (TRL's default batch is 8 pairs, or 8 packs with packing)."),
-        ("storyteller: the config as written through `storyteller.train.run.run`, with evaluation, "
+        ("storyteller: the config as written through `storyteller.finetune.run.run`, with evaluation, "
          "checkpoints, plots and tensorboard off and train.max_steps set to reach the budget."),
         (f"TRL default: SFTConfig defaults (batch 8, lr 2e-5 linear, no warmup, gradient "
          f"checkpointing on, sdpa attention) except {trl_changes or '-'}. A callback stops at the "

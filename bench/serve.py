@@ -64,7 +64,7 @@ PHASES = {"warm-up": " It happens in winter.", "single": "", "burst": " It happe
 
 def messages(index: int, phase: str = "single") -> list[dict]:
     from storyteller.prompts import StoryRequest
-    from storyteller.serve.client import story_messages
+    from storyteller.client import story_messages
 
     genre, style, premise = PREMISES[index % len(PREMISES)]
     return story_messages(StoryRequest(controls={"genre": genre, "style": style},
@@ -101,7 +101,7 @@ def one_request(api, name: str, index: int, max_tokens: int, seed: int | None,
 def bench_server(model: Path, args, extra: list[str]) -> dict:
     import openai
 
-    from storyteller.serve.engines import free_port
+    from storyteller.processes import free_port
 
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "storyteller.cli", "serve", "--model",
@@ -172,7 +172,7 @@ def bench_generate(model_dir: Path, args, device: str = "cpu") -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
 
-    from storyteller.serve.merge import stop_ids
+    from storyteller.merge import stop_ids
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32

@@ -32,7 +32,7 @@ def in_process(model_dir: Path, max_tokens: int) -> tuple[list[str], object]:
     import torch
 
     from storyteller.models import inspect_model, load_for_inference
-    from storyteller.serve.merge import stop_ids
+    from storyteller.merge import stop_ids
 
     model, tokenizer = load_for_inference(inspect_model(str(model_dir)))
     stories = []
@@ -50,7 +50,7 @@ def in_process(model_dir: Path, max_tokens: int) -> tuple[list[str], object]:
 def served(model_dir: Path, backend: str, max_tokens: int, sets: list[str]) -> list[str]:
     import openai
 
-    from storyteller.serve.engines import free_port
+    from storyteller.processes import free_port
 
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "storyteller.cli", "serve", "--model",

@@ -55,7 +55,8 @@ def wait_studio(url: str, process: subprocess.Popen) -> None:
 
 def direct(url: str, model: str, index: int, max_tokens: int) -> dict:
     from storyteller.prompts import StoryRequest
-    from storyteller.serve.client import Completion, Sampling, StoryClient
+    from storyteller.client import Completion, StoryClient
+    from storyteller.sampling import Sampling
 
     genre, style, premise = PREMISES[index % len(PREMISES)]
     client = StoryClient(url, timeout=600)
@@ -137,7 +138,7 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from storyteller.serve.engines import free_port
+    from storyteller.processes import free_port
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

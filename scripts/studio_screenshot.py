@@ -69,7 +69,7 @@ def main() -> None:
         raise SystemExit("needs a Chromium on PATH: Debian's chromium package")
     from playwright.sync_api import sync_playwright
 
-    from storyteller.serve.engines import free_port
+    from storyteller.processes import free_port
 
     # The endpoint on its usual port where that is free, so the sidebar shows the usual URL.
     serve_port, app_port = (8000 if port_free(8000) else free_port()), free_port()

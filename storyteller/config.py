@@ -12,8 +12,8 @@ import difflib
 import re
 import types
 import typing
-from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from pathlib import Path, PurePath
+from typing import Any, Literal, Mapping, TypeVar, Union, get_args, get_origin
 
 import yaml
 
@@ -91,16 +91,19 @@ def _describe(tp: Any) -> str:
 
 
 class _Loader:
-    def __init__(self, source: str, lines: dict[str, int], overridden: frozenset[str] = frozenset()):
+    def __init__(self, source: str, lines: dict[str, int], overridden: Mapping[str, str] = {}):
         self.source = source
         self.lines = lines
+        # key → where its value came from instead of the file: `--set key` or a flag's name.
         self.overridden = overridden
         self.problems: list[Problem] = []
 
     def where(self, key: str) -> str:
         parts = key.split(".")
-        if any(".".join(parts[:n]) in self.overridden for n in range(1, len(parts) + 1)):
-            return f"--set {key}"
+        for n in range(len(parts), 0, -1):
+            origin = self.overridden.get(".".join(parts[:n]))
+            if origin:
+                return f"--set {key}" if origin.startswith("--set") else origin
         # A list item has no line of its own in the map: use its list's.
         line = self.lines.get(key) or self.lines.get(re.sub(r"\[\d+\]", "", key))
         return f"{self.source}:{line}: {key}" if line else f"{self.source}: {key}"
@@ -195,12 +198,29 @@ def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
     data[path[-1]] = value
 
 
-def load_config(cls: type[T], path: str | Path | None = None,
-                overrides: list[str] | tuple[str, ...] = (),
-                defaults: dict[str, Any] | None = None) -> T:
-    """Build `cls` from defaults, then the YAML file at `path`, then `--set` overrides.
+def plain(value: Any) -> Any:
+    """A flag's typed value as the data a YAML file would hold (a path as its text)."""
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
 
-    Raises ConfigError listing every unknown key and wrong value, each with its file:line."""
+
+def load_config(cls: type[T], path: str | Path | None = None,
+                sets: list[str] | tuple[str, ...] = (),
+                flags: Mapping[str, tuple[str, Any]] | None = None,
+                defaults: dict[str, Any] | None = None) -> T:
+    """Build `cls` from defaults, then the YAML file at `path`, then `--set` overrides, then
+    command-line flags.
+
+    `flags` maps a config key to (the flag that sets it, its typed value), e.g.
+    `{"out": ("--out", out)}`; a None value is a flag not given. Flag values are never re-read as YAML text, so
+    `--out "runs/a #2"` stays whole and `--model no` stays the string "no"; they go through the
+    same checks as the file, and a problem names the flag (`--out: …`).
+
+    Raises ConfigError listing every unknown key and wrong value, each with its file:line, its
+    `--set` or its flag."""
     data: dict[str, Any] = dict(defaults or {})
     lines: dict[str, int] = {}
     source = "<defaults>"
@@ -208,12 +228,18 @@ def load_config(cls: type[T], path: str | Path | None = None,
         source = str(path)
         file_data, lines = read_yaml(Path(path))
         data.update(file_data)
-    overridden = set()
-    for text in overrides:
+    overridden: dict[str, str] = {}
+    for text in sets:
         key_path, value = parse_override(text)
-        overridden.add(".".join(key_path))
+        key = ".".join(key_path)
+        overridden[key] = f"--set {key}"
         _set_path(data, key_path, value)
-    loader = _Loader(source, lines, frozenset(overridden))
+    for key, (flag, value) in (flags or {}).items():
+        if value is None:
+            continue
+        overridden[key] = flag
+        _set_path(data, key.split("."), plain(value))
+    loader = _Loader(source, lines, overridden)
     config = loader.build(cls, data)
     if loader.problems:
         raise ConfigError(*loader.problems)

@@ -222,3 +222,40 @@ def load_for_inference(source: ModelSource, dtype=None, device: str = "cpu"):
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+# Hardware: what this machine can run. Every stage asks here, so "is there a GPU" has one answer.
+
+def gpu_available() -> bool:
+    """A CUDA GPU that torch can use."""
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except ImportError:
+        return 0
+
+
+def vllm_installed() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def vllm_available() -> bool:
+    """vLLM can run here: a CUDA GPU and the vllm package."""
+    return gpu_available() and vllm_installed()
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: without either, CPU bf16 matmuls are emulated and far slower than fp32."""
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())

@@ -98,6 +98,24 @@ class StoryRequest:
     control_order: Sequence[str] | None = None
 
 
+def story_request(premise: str | None = "", title: str | None = "",
+                  controls: Mapping[str, object] | None = None, opening: str | None = "",
+                  kind: Kind | None = None) -> StoryRequest:
+    """What a person filled in (the studio's form, `storyteller write`'s options) as a request.
+
+    The kind is `kind` if given, else an opening's continuation, else a premise (with the title,
+    if any), else a title. Controls left empty are not sent: the model writes without them.
+    Raises ValueError when the kind's own text is missing."""
+    chosen = {name: str(value).strip() for name, value in (controls or {}).items()
+              if value is not None and str(value).strip()}
+    premise, title, opening = ((text or "").strip() for text in (premise, title, opening))
+    kind = kind or ("opening" if opening else "title" if title and not premise else "premise")
+    if not {"premise": premise, "title": title, "opening": opening}.get(kind):
+        raise ValueError(f"a {kind} is needed")
+    return StoryRequest(kind=kind, controls=chosen, premise=premise or None,
+                        title=title or None, opening=opening or None)
+
+
 def render_header(controls: Mapping[str, str], order: Sequence[str] | None = None) -> str:
     """`[ Genre: fable; Style: moral ]` for the controls that are set, in `order`; '' if none."""
     order = list(order) if order is not None else list(HEADER_FIELDS)
@@ -177,3 +195,34 @@ def render_messages(request: StoryRequest, story: str | None = None,
     if story is not None:
         messages.append({"role": "assistant", "content": story})
     return messages
+
+
+def tail_words(text: str, count: int) -> str:
+    """About the last `count` words of `text`, starting at a sentence where possible: the
+    story-so-far context of a continuation request, in curated pairs and in the studio alike."""
+    tokens = text.split(" ")
+    if len(tokens) <= count:
+        return text
+    tail = " ".join(tokens[-count:])
+    match = re.search(r"[.!?][\"'”’)]?\s+(?=[A-Z\"“])", tail)
+    return tail[match.end():] if match and match.end() < len(tail) else "…" + tail
+
+
+def token_ids(encoded) -> list[int]:
+    """The token ids of what a tokenizer returned: a plain list, or a mapping with input_ids
+    (transformers 5's `apply_chat_template(tokenize=True)` returns the latter)."""
+    return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+
+
+def prompt_ids(tokenizer, messages: Sequence[Mapping[str, str]]) -> list[int]:
+    """The token ids a model sees for `messages` before it writes: the chat template with the
+    generation prompt. Training's prompt prefix, evaluation's and merge verification's inputs are
+    all this, so they cannot drift apart."""
+    return token_ids(tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
+                                                   tokenize=True))
+
+
+def prompt_text(tokenizer, messages: Sequence[Mapping[str, str]]) -> str:
+    """`prompt_ids` as text, for where text offsets are needed."""
+    return tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
+                                         tokenize=False)

@@ -9,7 +9,7 @@ import streamlit as st
 
 import studio_ui as ui
 from storyteller.errors import StorytellerError
-from storyteller.evaluate.ratings.scales import (
+from storyteller.ratings.scales import (
     ANCHORS,
     PAIR_CHOICES,
     QUESTIONS,

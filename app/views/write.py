@@ -8,11 +8,11 @@ import time
 import streamlit as st
 
 import studio_ui as ui
-from storyteller.evaluate.ratings.scales import SCALE_MAX
-from storyteller.prompts import SYSTEM_PROMPT, render_style_rule
+from storyteller.client import ClientError, Completion, story_messages
+from storyteller.prompts import SYSTEM_PROMPT, render_style_rule, story_request
+from storyteller.ratings.scales import SCALE_MAX
 from storyteller.sampling import STUDIO_PRESETS
 from storyteller.sampling import preset as named_preset
-from storyteller.serve.client import ClientError, Completion, story_messages
 from storyteller.studio import draft
 from storyteller.studio.compose import (
     Advanced,
@@ -20,7 +20,6 @@ from storyteller.studio.compose import (
     model_controls,
     sampling_for,
     settings_json,
-    story_request,
 )
 from storyteller.studio.export import file_stem, story_markdown, story_text
 
@@ -72,8 +71,8 @@ with left:
         min_p = st.slider("Min-p", 0.0, 0.5, 0.0, 0.01, key=f"w_min_p_{suffix}", disabled=not own)
         penalty = st.slider("Repetition penalty", 1.0, 2.0, chosen.repetition_penalty, 0.01,
                             key=f"w_penalty_{suffix}", disabled=not own)
-        max_tokens = st.number_input("Max tokens", 16, cfg.max_tokens_limit,
-                                     key=ui.kept("w_max_tokens", min(600, cfg.max_tokens_limit)),
+        max_tokens = st.number_input("Max tokens", 16, cfg.max_tokens,
+                                     key=ui.kept("w_max_tokens", min(600, cfg.max_tokens)),
                                      step=50)
         seed = st.number_input("Seed", 0, 2**31 - 1, key=ui.kept("w_seed", None),
                                placeholder="random", help="The same seed and settings give the "

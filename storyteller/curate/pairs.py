@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from storyteller.curate.tag import Tag
-from storyteller.prompts import StoryRequest, length_bucket, render_messages
+from storyteller.prompts import StoryRequest, length_bucket, render_messages, tail_words
 
 CountTokens = Callable[[Sequence[str]], list[int]]
 
@@ -175,16 +175,6 @@ def windows(text: str, budget: int, count_tokens: CountTokens) -> list[str]:
     if current:
         parts.append(current)
     return parts
-
-
-def tail_words(text: str, count: int) -> str:
-    """About the last `count` words of `text`, starting at a sentence where possible."""
-    tokens = text.split(" ")
-    if len(tokens) <= count:
-        return text
-    tail = " ".join(tokens[-count:])
-    match = re.search(r"[.!?][\"'”’)]?\s+(?=[A-Z\"“])", tail)
-    return tail[match.end():] if match and match.end() < len(tail) else "…" + tail
 
 
 @dataclass(frozen=True)

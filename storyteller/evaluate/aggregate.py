@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from storyteller.evaluate import metrics as m
-from storyteller.evaluate.perplexity import MarkerScore, StoryNll, pooled_perplexity
-from storyteller.evaluate.stats import (Interval, bootstrap_diff, bootstrap_mean,
+from storyteller.evaluate.markers import MarkerScore
+from storyteller.finetune.heldout import StoryNll, pooled_perplexity
+from storyteller.stats import (Interval, bootstrap_diff, bootstrap_mean,
                                         bootstrap_paired_statistic, bootstrap_statistic, jackknife)
 from storyteller.styles import HOUSE_STYLES
 

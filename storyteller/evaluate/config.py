@@ -15,7 +15,8 @@ class GenerationConfig:
     preset: str = "story"
     # Stories per prompt and model; each has its own seed.
     samples: int = 1
-    max_new_tokens: int = 1024
+    # Longest story in tokens (OpenAI's max_tokens).
+    max_tokens: int = 1024
     # Prompts per batch for in-process generation.
     batch_size: int = 8
     # auto: vLLM on a GPU where it is installed, else in-process transformers; endpoint: an
@@ -31,7 +32,7 @@ class GenerationConfig:
     def __post_init__(self):
         require(self.preset in PRESETS, "preset", f"must be one of: {', '.join(PRESETS)}")
         require(self.samples >= 1, "samples", "must be at least 1")
-        require(self.max_new_tokens >= 1, "max_new_tokens", "must be at least 1")
+        require(self.max_tokens >= 1, "max_tokens", "must be at least 1")
         require(self.batch_size >= 1, "batch_size", "must be at least 1")
         require(0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", "must be in (0, 1]")
         require(self.engine != "endpoint" or bool(self.endpoint), "endpoint",

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from storyteller.sampling import SamplingPreset
+from storyteller.sampling import Sampling
 
 
 @dataclass(frozen=True)
@@ -70,14 +70,14 @@ def nucleus(probs: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor
     return values, ids
 
 
-def sample_next(logits: torch.Tensor, preset: SamplingPreset, seen: torch.Tensor,
+def sample_next(logits: torch.Tensor, sampling: Sampling, seen: torch.Tensor,
                 generators: Sequence[torch.Generator]) -> torch.Tensor:
     """The next token of each row of `logits` [batch, vocab] (float32)."""
-    logits = apply_repetition_penalty(logits, seen, preset.repetition_penalty)
-    if preset.temperature <= 0:
+    logits = apply_repetition_penalty(logits, seen, sampling.repetition_penalty)
+    if sampling.temperature <= 0:
         return logits.argmax(-1)
-    probs = (logits / preset.temperature).softmax(-1)
-    values, ids = nucleus(probs, preset.top_k, preset.top_p)
+    probs = (logits / sampling.temperature).softmax(-1)
+    values, ids = nucleus(probs, sampling.top_k, sampling.top_p)
     picks = [torch.multinomial(row, 1, generator=gen)[0] for row, gen in zip(values, generators)]
     return ids.gather(1, torch.stack(picks)[:, None])[:, 0]
 
@@ -141,8 +141,9 @@ def _select(cache, keep: torch.Tensor) -> None:
 
 @torch.inference_mode()
 def generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], seeds: Sequence[int],
-                   preset: SamplingPreset, max_new_tokens: int) -> list[Generation]:
-    """Stories for the tokenised `prompts` (chat template applied), one seed each."""
+                   sampling: Sampling) -> list[Generation]:
+    """Stories of at most `sampling.max_tokens` tokens for the tokenised `prompts` (chat template
+    applied), one seed each (`sampling.seed` is not used)."""
     started = time.perf_counter()
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -163,8 +164,8 @@ def generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], seeds: Se
     with_cache = {cache_argument(model): cache, "use_cache": True}
     logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                    logits_to_keep=1, **with_cache).logits[:, -1]
-    for _ in range(max_new_tokens):
-        tokens = sample_next(logits.float().cpu(), preset, seen.cpu(),
+    for _ in range(sampling.max_tokens):
+        tokens = sample_next(logits.float().cpu(), sampling, seen.cpu(),
                              [generators[row] for row in live]).to(device)
         ended = torch.isin(tokens, stops)
         for index, row in enumerate(live):

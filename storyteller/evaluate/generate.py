@@ -13,9 +13,10 @@ from typing import Any
 
 from storyteller.errors import InputError
 from storyteller.evaluate.decode import Generation, generate_batch
-from storyteller.models import ModelSource, load_for_inference
-from storyteller.sampling import SamplingPreset
-from storyteller.serve.client import ClientError, ModelNotFound, Sampling, StoryClient
+from storyteller.models import ModelSource, load_for_inference, vllm_available
+from storyteller.prompts import prompt_ids
+from storyteller.client import ClientError, ModelNotFound, StoryClient
+from storyteller.sampling import Sampling
 
 Progress = Callable[[int], None]
 
@@ -37,11 +38,9 @@ class TransformersEngine:
         self.batch_size = batch_size
 
     def tokenize(self, messages: list[dict[str, str]]) -> list[int]:
-        encoded = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                     tokenize=True)
-        return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+        return prompt_ids(self.tokenizer, messages)
 
-    def generate(self, requests: Sequence[Request], preset: SamplingPreset, max_new_tokens: int,
+    def generate(self, requests: Sequence[Request], sampling: Sampling,
                  on_done: Progress = lambda n: None) -> dict[str, Generation]:
         prompts = {r.key: self.tokenize(r.messages) for r in requests}
         ordered = sorted(requests, key=lambda r: len(prompts[r.key]))
@@ -49,7 +48,7 @@ class TransformersEngine:
         for start in range(0, len(ordered), self.batch_size):
             batch = ordered[start:start + self.batch_size]
             generations = generate_batch(self.model, self.tokenizer, [prompts[r.key] for r in batch],
-                                         [r.seed for r in batch], preset, max_new_tokens)
+                                         [r.seed for r in batch], sampling)
             results.update(zip((r.key for r in batch), generations))
             on_done(len(batch))
         return results
@@ -75,7 +74,7 @@ class VllmEngine:
                        max_model_len=max_model_len,
                        gpu_memory_utilization=gpu_memory_utilization)
 
-    def generate(self, requests: Sequence[Request], preset: SamplingPreset, max_new_tokens: int,
+    def generate(self, requests: Sequence[Request], sampling: Sampling,
                  on_done: Progress = lambda n: None) -> dict[str, Generation]:
         from vllm import SamplingParams
 
@@ -84,7 +83,7 @@ class VllmEngine:
             from vllm.lora.request import LoRARequest
 
             lora = LoRARequest("tuned", 1, str(self.source.adapter))
-        params = [SamplingParams(**vllm_sampling(preset, max_new_tokens, r.seed)) for r in requests]
+        params = [SamplingParams(**vllm_sampling(sampling, r.seed)) for r in requests]
         started = time.perf_counter()
         outputs = self.llm.chat([r.messages for r in requests], sampling_params=params,
                                 lora_request=lora, use_tqdm=False)
@@ -106,16 +105,16 @@ class VllmEngine:
         torch.cuda.empty_cache()
 
 
-def vllm_sampling(preset: SamplingPreset, max_new_tokens: int, seed: int) -> dict[str, Any]:
-    """A preset as vLLM SamplingParams keyword arguments."""
-    return {"temperature": preset.temperature, "top_p": preset.top_p,
-            "top_k": preset.top_k if preset.top_k else -1,
-            "repetition_penalty": preset.repetition_penalty, "max_tokens": max_new_tokens,
+def vllm_sampling(sampling: Sampling, seed: int) -> dict[str, Any]:
+    """Sampling settings as vLLM SamplingParams keyword arguments, for one request's seed."""
+    return {"temperature": sampling.temperature, "top_p": sampling.top_p,
+            "top_k": sampling.top_k if sampling.top_k else -1,
+            "repetition_penalty": sampling.repetition_penalty, "max_tokens": sampling.max_tokens,
             "seed": seed}
 
 
 class EndpointEngine:
-    """Any OpenAI-compatible server, through storyteller.serve.client (timeouts, retries,
+    """Any OpenAI-compatible server, through storyteller.client (timeouts, retries,
     typed errors): one chat completion per request, `workers` at a time. The key, if the
     server needs one, comes from $STORYTELLER_API_KEY."""
 
@@ -126,8 +125,8 @@ class EndpointEngine:
                                   timeout=timeout)
         self.model, self.workers = model, workers
 
-    def complete(self, request: Request, preset: SamplingPreset, max_new_tokens: int) -> Generation:
-        sampling = Sampling.from_preset(preset, max_tokens=max_new_tokens, seed=request.seed)
+    def complete(self, request: Request, sampling: Sampling) -> Generation:
+        sampling = Sampling.from_preset(sampling, seed=request.seed)
         started = time.perf_counter()
         try:
             answer = self.client.chat(self.model, request.messages, sampling)
@@ -139,10 +138,10 @@ class EndpointEngine:
         return Generation(answer.text.strip(), answer.finish_reason or "length",
                           int(answer.completion_tokens or 0), time.perf_counter() - started)
 
-    def generate(self, requests: Sequence[Request], preset: SamplingPreset, max_new_tokens: int,
+    def generate(self, requests: Sequence[Request], sampling: Sampling,
                  on_done: Progress = lambda n: None) -> dict[str, Generation]:
         def one(request: Request) -> tuple[str, Generation]:
-            generation = self.complete(request, preset, max_new_tokens)
+            generation = self.complete(request, sampling)
             on_done(1)
             return request.key, generation
 
@@ -151,12 +150,6 @@ class EndpointEngine:
 
     def close(self) -> None:
         self.client.close()
-
-
-def vllm_available() -> bool:
-    from storyteller.serve.engines import gpu_available, vllm_installed
-
-    return gpu_available() and vllm_installed()
 
 
 def open_engine(kind: str, ref: str, source: ModelSource | None, *, endpoint: str = "",

@@ -178,7 +178,7 @@ def markdown(summary: dict[str, Any], records: Sequence[dict[str, Any]], picture
     lines += [f"- {settings['prompts']} {settings['split']} prompts × {settings['samples']} "
               f"sample(s) per model; preset `{preset['name']}` (temperature {preset['temperature']}, "
               f"top-p {preset['top_p']}, repetition penalty {preset['repetition_penalty']}); "
-              f"at most {settings['max_new_tokens']} new tokens; seed {settings['seed']}; "
+              f"at most {settings['max_tokens']} new tokens; seed {settings['seed']}; "
               f"engine {', '.join(settings['engine'])}.",
               "- Every number is a mean with its 95% bootstrap interval over stories; the "
               "difference is paired by prompt. ✔ marks a difference whose interval excludes zero "
@@ -244,7 +244,7 @@ def html_report(summary: dict[str, Any], records: Sequence[dict[str, Any]], plot
         parts.append(f"<li><b>{html.escape(model)}</b>: <code>{html.escape(info['label'])}</code></li>")
     s = summary["settings"]
     parts.append(f"<li>{s['prompts']} {s['split']} prompts × {s['samples']} sample(s); preset "
-                 f"<code>{html.escape(s['preset']['name'])}</code>; at most {s['max_new_tokens']} new "
+                 f"<code>{html.escape(s['preset']['name'])}</code>; at most {s['max_tokens']} new "
                  "tokens; 95% bootstrap intervals, differences paired by prompt.</li></ul>")
     if summary.get("findings"):
         parts.append("<h2>Findings</h2><ul>" + "".join(f"<li>{html.escape(f)}</li>"

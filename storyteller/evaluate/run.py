@@ -26,10 +26,11 @@ from storyteller.evaluate.adherence import (adherence, load_embedder, relevance,
 from storyteller.evaluate.aggregate import summarise
 from storyteller.evaluate.config import EvaluateConfig
 from storyteller.evaluate.generate import Request, open_engine
-from storyteller.evaluate.perplexity import MarkerScore, StoryNll
+from storyteller.evaluate.markers import MarkerScore
+from storyteller.finetune.heldout import StoryNll
 from storyteller.files import sha256_of, write_atomic
 from storyteller.models import ModelSource, inspect_model, load_for_inference
-from storyteller.sampling import preset as named_preset
+from storyteller.sampling import Sampling
 
 GENERATIONS = "generations.jsonl"
 PERPLEXITY = "perplexity.json"
@@ -112,11 +113,16 @@ def weights_digest(source: ModelSource | None) -> str | None:
     return digest.hexdigest()
 
 
+def sampling_of(cfg: EvaluateConfig) -> Sampling:
+    """The configured preset with its token limit (each request then adds its own seed)."""
+    return Sampling.from_preset(cfg.generation.preset, max_tokens=cfg.generation.max_tokens)
+
+
 def settings(cfg: EvaluateConfig, contender: Contender) -> dict[str, Any]:
     """What a saved story depends on; a story is reused on resume only when these match."""
     return {"model": contender.ref, "weights": weights_digest(contender.source),
-            "preset": named_preset(cfg.generation.preset).to_json(),
-            "max_new_tokens": cfg.generation.max_new_tokens, "seed": cfg.seed}
+            "preset": sampling_of(cfg).preset_json(),
+            "max_tokens": cfg.generation.max_tokens, "seed": cfg.seed}
 
 
 def read_generations(path: Path) -> list[dict[str, Any]]:
@@ -161,7 +167,6 @@ def generate(cfg: EvaluateConfig, contender: Contender, prompts: Sequence[dict[s
     engine = open_engine(gen.engine, contender.ref, contender.source, endpoint=gen.endpoint,
                          batch_size=gen.batch_size, seed=cfg.seed, timeout=gen.timeout,
                          gpu_memory_utilization=gen.gpu_memory_utilization)
-    preset = named_preset(gen.preset)
     # Similar lengths batch together; with one seed per story, order does not change a story.
     todo.sort(key=lambda item: len(json.dumps(item[0]["messages"][:-1])))
     chunk = gen.batch_size if engine.name == "transformers" else max(64, gen.batch_size)
@@ -169,7 +174,7 @@ def generate(cfg: EvaluateConfig, contender: Contender, prompts: Sequence[dict[s
     for part in steps.track(chunks, f"stories ({contender.label})"):
         requests = [Request(f"{pair['id']}#{sample}", pair["messages"][:-1],
                             request_seed(cfg.seed, pair["id"], sample)) for pair, sample in part]
-        generations = engine.generate(requests, preset, gen.max_new_tokens)
+        generations = engine.generate(requests, sampling_of(cfg))
         new = [generation_record(contender, pair, sample, request, generations[request.key],
                                  wanted, engine.name)
                for (pair, sample), request in zip(part, requests)]
@@ -196,7 +201,8 @@ def perplexities(cfg: EvaluateConfig, contender: Contender, pairs: Sequence[dict
                  engine, out: Path, steps) -> tuple[list[StoryNll], list[MarkerScore]]:
     """Per-story losses on the test stories and house-style marker scores, cached in
     OUT/perplexity.json per model."""
-    from storyteller.evaluate.perplexity import marker_scores, story_nll
+    from storyteller.evaluate.markers import marker_scores
+    from storyteller.finetune.heldout import story_nll
 
     if contender.source is None or not cfg.metrics.perplexity:
         return [], []
@@ -297,8 +303,8 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     summary.update({
         "models": {c.label: {"ref": c.ref, "label": c.source.label if c.source else c.ref}
                    for c in who},
-        "settings": {"preset": named_preset(cfg.generation.preset).to_json(),
-                     "max_new_tokens": cfg.generation.max_new_tokens,
+        "settings": {"preset": sampling_of(cfg).preset_json(),
+                     "max_tokens": cfg.generation.max_tokens,
                      "samples": cfg.generation.samples, "seed": cfg.seed,
                      "engine": sorted({r["engine"] for r in records}),
                      "prompts": len(prompts), "split": cfg.split},

@@ -55,7 +55,7 @@ class CpuConfig:
     # Share of the machine's memory the continuous-batching KV cache may take. transformers
     # serve would otherwise reserve 60% of all RAM on a CPU, per server.
     kv_cache_memory_fraction: float = 0.1
-    # dtype on the CPU: fp32 unless the CPU has native bf16 (see storyteller.train.model).
+    # dtype on the CPU: fp32 unless the CPU has native bf16 (see storyteller.finetune.model).
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
 
     def __post_init__(self):

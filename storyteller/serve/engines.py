@@ -7,23 +7,18 @@ Command lines are pure functions of the settings, so they are unit-tested withou
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from threading import Thread
 
 from storyteller.errors import InputError
+from storyteller.models import cpu_has_native_bf16, gpu_available, gpu_count, vllm_installed
+from storyteller.processes import Process, free_port
 from storyteller.serve import llamacpp
 from storyteller.serve.config import ServeConfig
 from storyteller.serve.preflight import Adapter, lora_rank_limit, read_json
@@ -48,19 +43,6 @@ class EngineLaunch:
     def title(self) -> str:
         return {"vllm": "vLLM", "llama.cpp": "llama.cpp llama-server"}.get(
             self.kind, "transformers serve")
-
-
-def gpu_available() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
-
-
-def vllm_installed() -> bool:
-    return importlib.util.find_spec("vllm") is not None
 
 
 def choose_engine(requested: str, cpu_backend: str = "auto") -> tuple[str, str]:
@@ -90,12 +72,6 @@ def choose_engine(requested: str, cpu_backend: str = "auto") -> tuple[str, str]:
                             "use --set cpu.backend=transformers")
     return "transformers", (f"{why}; llama-server is not installed (scripts/llama-cpp.sh "
                             "builds it, ~3x faster): transformers serve")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def max_model_len(model_dir: Path, requested: int) -> int:
@@ -144,18 +120,8 @@ def transformers_command(cfg: ServeConfig, model_dir: Path, port: int, device: s
 
 
 def cpu_dtype() -> str:
-    from storyteller.train.model import cpu_has_native_bf16
 
     return "bfloat16" if cpu_has_native_bf16() else "float32"
-
-
-def gpu_count() -> int:
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except ImportError:
-        return 0
 
 
 def plan_launch(cfg: ServeConfig, engine: str, model_dir: Path, served_name: str,
@@ -184,7 +150,6 @@ def plan_launch(cfg: ServeConfig, engine: str, model_dir: Path, served_name: str
 def llamacpp_launch(cfg: ServeConfig, model_dir: Path, served_name: str, port: int,
                     env: dict[str, str]) -> EngineLaunch:
     from storyteller.models import cache_root
-    from storyteller.train.model import cpu_has_native_bf16
 
     key = secrets.token_urlsafe(24)
     limit = max_model_len(model_dir, cfg.max_model_len)
@@ -200,53 +165,22 @@ def llamacpp_launch(cfg: ServeConfig, model_dir: Path, served_name: str, port: i
                         convert=(model_dir, gguf))
 
 
-class EngineProcess:
-    """The engine child process: started in its own process group, its output kept (the last
-    lines explain a failed start), stopped with the group."""
+class EngineProcess(Process):
+    """The engine child process (storyteller.processes.Process): its own process group, its
+    output kept, stopped with the group."""
 
     def __init__(self, launch: EngineLaunch, log: Path | None = None):
+        super().__init__(launch.command, f"engine {launch.kind}", env=launch.env, log=log)
         self.launch = launch
-        self.tail: deque[str] = deque(maxlen=40)
-        self.log = open(log, "a", encoding="utf-8") if log else None
-        self.process = subprocess.Popen(
-            launch.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, **launch.env}, start_new_session=True, bufsize=1)
-        Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        for line in self.process.stdout:
-            self.tail.append(line.rstrip())
-            if self.log:
-                self.log.write(line)
-                self.log.flush()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.launch.port}"
 
     def wait_healthy(self, timeout: float, progress=None) -> None:
-        """Poll the engine's /health until it answers 200; fail with its last output if it
-        exits or the timeout passes."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise InputError.at(f"engine {self.launch.kind}", f"exited with code "
-                                    f"{self.process.returncode} while starting:\n  "
-                                    + "\n  ".join(list(self.tail)[-15:]),
-                                    "see the lines above")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if progress:
-                progress()
-            time.sleep(0.5)
-        self.stop()
-        raise InputError.at(f"engine {self.launch.kind}", f"did not answer /health within "
-                            f"{timeout:.0f} s", "raise serve's startup_timeout, or look at its "
-                            "output:\n  " + "\n  ".join(list(self.tail)[-15:]))
+        """Until the engine's /health answers; fail with its last output if it exits first."""
+        super().wait_healthy(f"{self.url}/health", timeout, progress,
+                             slow_hint="raise serve's startup_timeout")
 
     def warm_up(self, body: dict, timeout: float = 300) -> None:
         """One tiny request, so the first user does not pay for lazy initialisation."""
@@ -260,17 +194,3 @@ class EngineProcess:
                 response.read()
         except (urllib.error.URLError, OSError):
             pass  # a failing engine shows itself on the first real request, with its message
-
-    def stop(self, grace: float = 10) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=grace)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        if self.log:
-            self.log.close()
-            self.log = None

@@ -112,7 +112,7 @@ def check_model(model_dir: Path) -> list[Problem]:
 
 def required_stop_ids(model_dir: Path) -> list[int]:
     """The tokenizer's eos and end-of-turn ids, read from tokenizer files without loading it."""
-    from storyteller.serve.merge import END_OF_TURN_TOKENS
+    from storyteller.merge import END_OF_TURN_TOKENS
 
     tokenizer = read_json(model_dir / "tokenizer.json") or {}
     vocab = {t["content"]: t["id"] for t in tokenizer.get("added_tokens", [])}

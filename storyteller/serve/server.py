@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 from threading import Thread
 from dataclasses import dataclass
 from pathlib import Path
 
 from storyteller.errors import InputError, Problem, StorytellerError
+from storyteller.processes import check_port
 from storyteller.serve import llamacpp
 from storyteller.serve.config import LOOPBACK, ServeConfig
 from storyteller.serve.engines import (EngineProcess, choose_engine, max_model_len,
@@ -116,23 +116,10 @@ def serve(cfg: ServeConfig, say=print, log: Path | None = None) -> None:
         server.run()
         if engine.process.poll() is not None:
             raise InputError.at(f"engine {launch.kind}", f"exited with code "
-                                f"{engine.process.returncode}:\n  " + "\n  ".join(list(engine.tail)[-15:]),
+                                f"{engine.process.returncode}:\n  " + engine.last_words(),
                                 "see the lines above; start storyteller serve again")
     finally:
         engine.stop()
-
-
-def check_port(host: str, port: int) -> None:
-    """Fail before the engine spends minutes loading if the address is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise InputError.at(f"--host {host} --port {port}", f"cannot listen there: "
-                                f"{exc.strerror or exc}", "pick another --port, or stop what "
-                                "runs there (another storyteller serve?)") from None
 
 
 def watch_engine(engine: EngineProcess, server, say, every: float = 1.0) -> None:

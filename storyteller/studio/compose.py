@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from storyteller.prompts import CONTROL_SCHEMA, HEADER_FIELDS, StoryRequest
-from storyteller.sampling import preset as named_preset
-from storyteller.serve.client import Sampling, ServedModel
+from storyteller.prompts import CONTROL_SCHEMA, HEADER_FIELDS
+from storyteller.client import ServedModel
+from storyteller.sampling import Sampling
 from storyteller.studio.config import StudioConfig
 
 
@@ -61,17 +61,6 @@ def check_inputs(premise: str, title: str, config: StudioConfig) -> list[str]:
     return problems
 
 
-def story_request(premise: str, title: str, controls: Mapping[str, Any]) -> StoryRequest:
-    """A premise request (with the title, if any), or a title request when there is no premise.
-    Controls left empty are not sent: the model writes without them."""
-    chosen = {name: str(value).strip() for name, value in controls.items()
-              if value is not None and str(value).strip()}
-    premise, title = premise.strip(), title.strip()
-    if premise:
-        return StoryRequest(kind="premise", controls=chosen, premise=premise, title=title or None)
-    return StoryRequest(kind="title", controls=chosen, title=title)
-
-
 @dataclass(frozen=True)
 class Advanced:
     """The advanced panel: None leaves the preset's value."""
@@ -89,11 +78,11 @@ def sampling_for(preset_name: str, advanced: Advanced, config: StudioConfig,
                  model: ServedModel | None = None) -> Sampling:
     """The preset with the advanced panel's values over it, max_tokens kept inside both the
     studio's limit and what the model's context leaves after a prompt."""
-    limit = config.max_tokens_limit
+    limit = config.max_tokens
     if model is not None and model.max_model_len:
         limit = min(limit, max(16, model.max_model_len - 256))
     max_tokens = min(advanced.max_tokens or 600, limit)
-    return Sampling.from_preset(named_preset(preset_name), temperature=advanced.temperature,
+    return Sampling.from_preset(preset_name, temperature=advanced.temperature,
                                 top_p=advanced.top_p, min_p=advanced.min_p,
                                 repetition_penalty=advanced.repetition_penalty,
                                 max_tokens=max_tokens, seed=advanced.seed)

@@ -10,10 +10,10 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from storyteller.config import load_config, require
-from storyteller.serve.client import DEFAULT_ENDPOINT
+from storyteller.client import DEFAULT_ENDPOINT
 
 # Setting → the environment variable that overrides the file. `storyteller app` sets these from
 # its options, so the command line wins over the file too.
@@ -45,24 +45,27 @@ class StudioConfig:
     # Longest premise and title accepted; longer ones are refused before any request.
     max_premise_chars: int = 2000
     max_title_chars: int = 200
-    # The most tokens one generation may ask for (the advanced panel's ceiling).
-    max_tokens_limit: int = 2048
+    # The largest max_tokens one generation may ask for (the advanced panel's ceiling).
+    max_tokens: int = 2048
 
     def __post_init__(self):
         require(self.timeout > 0, "timeout", "must be more than 0 seconds")
         require(self.max_premise_chars > 0, "max_premise_chars", "must be at least 1")
         require(self.max_title_chars > 0, "max_title_chars", "must be at least 1")
-        require(16 <= self.max_tokens_limit <= 32768, "max_tokens_limit",
+        require(16 <= self.max_tokens <= 32768, "max_tokens",
                 "must be between 16 and 32768")
 
 
-def load_studio_config(path: str | Path | None = None,
-                       env: Mapping[str, str] = os.environ) -> StudioConfig:
-    """The file's settings (or the defaults), then the environment's."""
+def load_studio_config(path: str | Path | None = None, env: Mapping[str, str] = os.environ,
+                       flags: Mapping[str, tuple[str, Any]] | None = None) -> StudioConfig:
+    """The file's settings (or the defaults), then the environment's, then `flags` (a config
+    key → (flag, value), as `load_config` takes them)."""
     shipped = DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
     path = path or env.get(CONFIG_VARIABLE) or shipped
-    config = load_config(StudioConfig, path)
-    return with_environment(config, env)
+    from_env = {name: (f"${variable}", env[variable]) for name, variable in ENVIRONMENT.items()
+                if env.get(variable, "").strip()}
+    given = {key: value for key, value in (flags or {}).items() if value[1] is not None}
+    return load_config(StudioConfig, path, flags={**from_env, **given})
 
 
 def with_environment(config: StudioConfig, env: Mapping[str, str]) -> StudioConfig:

@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from storyteller.curate.pairs import tail_words
-from storyteller.prompts import StoryRequest
+from storyteller.prompts import StoryRequest, tail_words
 
 if TYPE_CHECKING:
     from storyteller.studio.library import Generation

@@ -13,11 +13,13 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Self
+
+from storyteller.errors import InputError
 
 SCHEMA_VERSION = "1"
 KINDS = ("write", "continue", "regenerate", "edit")
@@ -300,3 +302,26 @@ class StoryLibrary:
             "SELECT (SELECT COUNT(*) FROM stories), (SELECT COUNT(*) FROM generations), "
             "(SELECT COUNT(*) FROM generations WHERE stars IS NOT NULL)")[0]
         return {"stories": stories, "generations": generations, "rated": rated}
+
+
+def existing_library(path: Path | None = None) -> Path:
+    """The library file to read, checked: opening any other file would add the library's
+    tables to it, and these commands only read."""
+    path = (path or default_library_path()).expanduser()
+    if not path.is_file():
+        raise InputError.at(str(path), "no story library here",
+                            "write a story in the studio first (storyteller app), or pass "
+                            "--library FILE")
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                               "AND name = 'stories'").fetchone()
+    except sqlite3.DatabaseError as error:
+        found, why = None, str(error)
+    else:
+        why = "it has no stories table"
+    if not found:
+        raise InputError.at(str(path), f"not a story library ({why})",
+                            "pass the library file the studio writes (its Library page shows "
+                            "where), e.g. --library ~/.local/share/storyteller/library.sqlite")
+    return path

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storyteller.errors import InputError, Problem
-from storyteller.evaluate.ratings.run import KEY, STORE, load_key, open_store
-from storyteller.evaluate.ratings.scales import DIMENSIONS, NOT_RATED
-from storyteller.evaluate.ratings.sheet import read_sheet
-from storyteller.evaluate.ratings.store import RatingsStore
+from storyteller.ratings.run import KEY, STORE, load_key, open_store
+from storyteller.ratings.scales import DIMENSIONS, NOT_RATED
+from storyteller.ratings.sheet import read_sheet
+from storyteller.ratings.store import RatingsStore
 
 SOURCE = "studio"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from storyteller.serve.engines import free_port
+from storyteller.processes import free_port
 from storyteller.studio.library import StoryLibrary
 from tests.conftest import ROOT
 

@@ -13,8 +13,8 @@ from storyteller.config import load_config
 from storyteller.evaluate.config import EvaluateConfig
 from storyteller.evaluate.run import run as evaluate
 from storyteller.models import inspect_model, load_for_inference
-from storyteller.train.model import apply_method, choose_precision, load_base
-from storyteller.train.run import run as finetune
+from storyteller.finetune.model import apply_method, choose_precision, load_base
+from storyteller.finetune.run import run as finetune
 from tests.integration.finetune_data import write_data
 from tests.integration.test_finetune import config as finetune_config
 
@@ -68,7 +68,7 @@ def test_evaluate_generates_on_the_gpu(data, tmp_path):
     tuned = finetune(config(data, tmp_path / "run", "train.max_steps=4"))
     cfg = load_config(EvaluateConfig, None, [
         f"model={tuned.run_dir}", f"data={data}", f"out={tmp_path / 'eval'}", "limit=4",
-        "generation.max_new_tokens=24", "generation.batch_size=4", "metrics.relevance=false",
+        "generation.max_tokens=24", "generation.batch_size=4", "metrics.relevance=false",
         "metrics.bootstrap_resamples=200"])
     result = evaluate(cfg)
     records = [json.loads(line) for line in

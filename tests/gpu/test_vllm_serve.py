@@ -6,7 +6,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from storyteller.serve.client import story_messages
+from storyteller.client import story_messages
 from storyteller.prompts import StoryRequest
 from tests.conftest import run_cli
 from tests.integration.finetune_data import train_tiny, write_data

@@ -48,8 +48,8 @@ def write_data(out: Path, train: int = 24, val: int = 6, test: int = 6, words: i
 def train_tiny(data: Path, out: Path, *sets: str) -> Path:
     """A few quickstart steps of the tiny random model on `data`, as a run directory `out`."""
     from storyteller.config import load_config
-    from storyteller.train.config import FinetuneConfig
-    from storyteller.train.run import run
+    from storyteller.finetune.config import FinetuneConfig
+    from storyteller.finetune.run import run
 
     quickstart = Path(__file__).resolve().parents[2] / "configs" / "finetune" / "quickstart.yaml"
     run(load_config(FinetuneConfig, quickstart, [

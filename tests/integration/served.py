@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from storyteller.serve.engines import free_port
+from storyteller.processes import free_port
 from tests.conftest import run_cli
 from tests.integration.finetune_data import train_tiny, write_data
 

@@ -82,7 +82,7 @@ class Gateway:
                  engine_model: str | None = None):
         import uvicorn
 
-        from storyteller.serve.engines import free_port
+        from storyteller.processes import free_port
         from storyteller.serve.gateway import GatewaySettings, ServedModel, create_app
 
         models = {served: ServedModel(served, engine_model or served, 2048)}

@@ -20,7 +20,7 @@ from tests.integration.finetune_data import train_tiny, write_data
 
 pytestmark = pytest.mark.slow
 
-FAST = ["generation.max_new_tokens=12", "metrics.bootstrap_resamples=200"]
+FAST = ["generation.max_tokens=12", "metrics.bootstrap_resamples=200"]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_report_files_and_generation_records(report, tuned, data):
         by_model.setdefault(record["model"], {})[record["prompt_id"]] = record
         assert record["finish_reason"] in ("stop", "length")
         assert record["settings"]["preset"]["name"] == "story"
-        assert record["settings"]["max_new_tokens"] == 12
+        assert record["settings"]["max_tokens"] == 12
         assert 0 < record["new_tokens"] <= 12
         assert {"words", "distinct_2", "seq_rep_4", "relevance", "memorised_8gram_share",
                 "longest_copied_span", "rouge_l", "bleu", "readability",
@@ -98,9 +98,9 @@ def test_html_report_is_self_contained(report):
 
 
 def test_perplexity_is_the_models_own_story_loss(tuned, data):
-    from storyteller.evaluate.perplexity import story_nll
+    from storyteller.finetune.heldout import story_nll
     from storyteller.models import inspect_model, load_for_inference
-    from storyteller.train.data import tokenize_pair
+    from storyteller.finetune.data import tokenize_pair
 
     model, tokenizer = load_for_inference(inspect_model(str(tuned)))
     pair = json.loads((data / "test.jsonl").read_text().splitlines()[0])
@@ -148,7 +148,7 @@ class ChatServer:
     def __init__(self):
         from storyteller.evaluate.generate import Request, TransformersEngine
         from storyteller.models import inspect_model
-        from storyteller.sampling import SamplingPreset
+        from storyteller.sampling import Sampling
 
         engine = TransformersEngine(inspect_model("tiny-random"))
         self.bodies: list[dict] = []
@@ -166,10 +166,11 @@ class ChatServer:
                     self.end_headers()
                     self.wfile.write(b'{"error": "no such model"}')
                     return
-                preset = SamplingPreset("x", body["temperature"], body["top_p"],
-                                        repetition_penalty=body.get("repetition_penalty", 1.0))
-                result = engine.generate([Request("r", body["messages"], body["seed"])], preset,
-                                         body["max_tokens"])["r"]
+                sampling = Sampling(body["temperature"], body["top_p"],
+                                    repetition_penalty=body.get("repetition_penalty", 1.0),
+                                    max_tokens=body["max_tokens"])
+                result = engine.generate([Request("r", body["messages"], body["seed"])],
+                                         sampling)["r"]
                 answer = {"choices": [{"message": {"role": "assistant", "content": result.text},
                                        "finish_reason": result.finish_reason}],
                           "usage": {"completion_tokens": result.new_tokens}}

@@ -10,7 +10,7 @@ from storyteller.evaluate.decode import apply_repetition_penalty, generate_batch
 from storyteller.evaluate.generate import Request, TransformersEngine
 from storyteller.models import TINY_MODEL, inspect_model
 from storyteller.prompts import StoryRequest, render_messages
-from storyteller.sampling import SamplingPreset, preset
+from storyteller.sampling import Sampling
 
 
 def reference_nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -47,7 +47,7 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative_seen_logits
 
 def test_greedy_ignores_generators():
     logits = torch.tensor([[0.1, 3.0, 0.2], [5.0, 0.0, 0.0]])
-    out = sample_next(logits, SamplingPreset("g", temperature=0.0), torch.zeros_like(logits, dtype=torch.bool), [])
+    out = sample_next(logits, Sampling(temperature=0.0), torch.zeros_like(logits, dtype=torch.bool), [])
     assert out.tolist() == [1, 0]
 
 
@@ -65,20 +65,20 @@ def prompts(engine, n):
 
 def test_a_story_depends_on_its_seed_not_on_its_batch(engine):
     ids = prompts(engine, 3)
-    story = preset("story")
-    together = generate_batch(engine.model, engine.tokenizer, ids, [11, 22, 33], story, 16)
-    alone = [generate_batch(engine.model, engine.tokenizer, [p], [s], story, 16)[0]
+    story = Sampling.from_preset("story", max_tokens=16)
+    together = generate_batch(engine.model, engine.tokenizer, ids, [11, 22, 33], story)
+    alone = [generate_batch(engine.model, engine.tokenizer, [p], [s], story)[0]
              for p, s in zip(ids, [11, 22, 33])]
     assert [g.text for g in together] == [g.text for g in alone]
-    reseeded = generate_batch(engine.model, engine.tokenizer, ids[:1], [12], story, 16)[0]
+    reseeded = generate_batch(engine.model, engine.tokenizer, ids[:1], [12], story)[0]
     assert reseeded.text != alone[0].text
     assert all(g.finish_reason == "length" and g.new_tokens == 16 for g in together)
 
 
 def test_a_finished_story_leaves_the_batch_and_the_others_are_unchanged(engine, monkeypatch):
     ids = prompts(engine, 2)
-    story = preset("story")
-    first = generate_batch(engine.model, engine.tokenizer, ids[:1], [5], story, 12)[0]
+    story = Sampling.from_preset("story", max_tokens=12)
+    first = generate_batch(engine.model, engine.tokenizer, ids[:1], [5], story)[0]
     # Make a token of the first story (one not seen earlier in it) a stop token: the story must
     # end there, marked "stop", while the other story goes on as it would alone.
     tokens = list(first.token_ids)
@@ -86,8 +86,8 @@ def test_a_finished_story_leaves_the_batch_and_the_others_are_unchanged(engine, 
     stop = tokens[k]
     monkeypatch.setattr(engine.model.generation_config, "eos_token_id",
                         [engine.tokenizer.eos_token_id, stop])
-    batch = generate_batch(engine.model, engine.tokenizer, ids, [5, 6], story, 12)
-    second_alone = generate_batch(engine.model, engine.tokenizer, ids[1:], [6], story, 12)[0]
+    batch = generate_batch(engine.model, engine.tokenizer, ids, [5, 6], story)
+    second_alone = generate_batch(engine.model, engine.tokenizer, ids[1:], [6], story)[0]
     assert batch[0].finish_reason == "stop"
     assert batch[0].new_tokens == k + 1 and list(batch[0].token_ids) == tokens[:k]
     assert batch[1].text == second_alone.text and batch[1].finish_reason == second_alone.finish_reason
@@ -97,14 +97,14 @@ def test_engine_returns_every_request_by_key(engine):
     messages = render_messages(StoryRequest(premise="a kite that will not come down"))
     requests = [Request(f"k{i}", messages, seed=i) for i in range(5)]
     done = []
-    result = engine.generate(requests, preset("story"), 8, on_done=done.append)
+    result = engine.generate(requests, Sampling.from_preset("story", max_tokens=8), on_done=done.append)
     assert sorted(result) == [f"k{i}" for i in range(5)]
     assert sum(done) == 5 and len(done) == 2  # batches of 3 and 2
     assert len({g.text for g in result.values()}) > 1
 
 
 def test_marker_score_is_the_log_probability_of_the_marker_tokens(engine):
-    from storyteller.evaluate.perplexity import marker_scores
+    from storyteller.evaluate.markers import marker_scores
 
     story = "A crow kept a cheese.\n\nA fox praised her song.\n\nMoral: Beware of flatterers."
     pair = {"id": "f1", "kind": "premise", "controls": {"style": "moral"},

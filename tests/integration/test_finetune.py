@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 
 from storyteller.config import load_config
 from storyteller.errors import ConfigError, InputError
-from storyteller.train.config import FinetuneConfig
-from storyteller.train.run import run
+from storyteller.finetune.config import FinetuneConfig
+from storyteller.finetune.run import run
 from tests.conftest import ROOT, run_cli
 from tests.integration.finetune_data import write_data
 
@@ -67,7 +67,7 @@ def test_run_directory_holds_the_contract(finished, data):
     assert info["data"]["manifest_sha256"] == manifest_hash
     assert info["git"] is None or len(info["git"]["commit"]) == 40
     # precision auto: bf16 autocast where the CPU has native bf16, fp32 elsewhere
-    from storyteller.train.model import choose_precision
+    from storyteller.finetune.model import choose_precision
     expected = choose_precision("auto", torch.device("cpu")).name
     assert info["environment"]["packages"]["torch"] and info["precision"]["name"] == expected
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))

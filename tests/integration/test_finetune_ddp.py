@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 def test_two_process_ddp_equals_one_process_with_double_batch(tmp_path):
-    from storyteller.train.run import run
+    from storyteller.finetune.run import run
 
     data = write_data(tmp_path / "data")
     out = tmp_path / "ddp"

@@ -10,7 +10,7 @@ from contextlib import closing
 import pytest
 
 from storyteller.prompts import StoryRequest
-from storyteller.serve.client import story_messages
+from storyteller.client import story_messages
 from storyteller.studio.draft import request_to_json
 from storyteller.studio.library import StoryLibrary
 from tests.conftest import run_cli

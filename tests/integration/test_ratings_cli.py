@@ -17,7 +17,7 @@ from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
 from storyteller.cli import app
-from storyteller.evaluate.ratings.scales import DIMENSIONS
+from storyteller.ratings.scales import DIMENSIONS
 from tests.conftest import run_cli
 from tests.unit.test_ratings_fixture import generations, write_generations
 

@@ -15,12 +15,12 @@ import openai
 import pytest
 import torch
 
+from storyteller.client import EndpointUnreachable, StoryClient, Unauthorized, story_messages
+from storyteller.finetune.data import IGNORE, tokenize_pair
+from storyteller.merge import Tolerances, merge, stop_ids
 from storyteller.models import inspect_model, load_for_inference
 from storyteller.prompts import StoryRequest, render_messages
-from storyteller.serve.client import (EndpointUnreachable, Sampling, StoryClient, Unauthorized,
-                                      story_messages)
-from storyteller.serve.merge import Tolerances, merge, stop_ids
-from storyteller.train.data import IGNORE, tokenize_pair
+from storyteller.sampling import Sampling
 from tests.conftest import run_cli
 from tests.integration.finetune_data import train_tiny, write_data
 from tests.integration.served import start_server, stop_server
@@ -240,7 +240,7 @@ def test_evaluate_through_the_served_model(server, data, tmp_path):
     out = tmp_path / "served"
     result = run_cli("evaluate", "--endpoint", server, "--model", "tiny", "--baseline", "",
                      "--data", str(data), "--out", str(out), "--limit", "2",
-                     "--set", "generation.max_new_tokens=6", "--set", "metrics.relevance=false",
+                     "--set", "generation.max_tokens=6", "--set", "metrics.relevance=false",
                      "--set", "metrics.bootstrap_resamples=200",
                      env={"STORYTELLER_API_KEY": KEY})
     assert result.returncode == 0, result.stderr

@@ -7,11 +7,12 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from storyteller.evaluate.ratings.run import load_key
-from storyteller.evaluate.ratings.store import RatingsStore
+from storyteller.ratings.run import load_key
+from storyteller.ratings.store import RatingsStore
 from storyteller.prompts import StoryRequest
-from storyteller.serve.client import Sampling, StoryClient, story_messages
-from storyteller.serve.engines import free_port
+from storyteller.client import StoryClient, story_messages
+from storyteller.sampling import Sampling
+from storyteller.processes import free_port
 from storyteller.studio.library import StoryLibrary
 from storyteller.studio.rater import RatingsFolder
 from tests.conftest import ROOT, run_cli

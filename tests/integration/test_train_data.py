@@ -6,7 +6,7 @@ import torch
 
 from storyteller.models import TINY_MODEL, load_tokenizer, resolve_model
 from storyteller.prompts import StoryRequest, render_messages
-from storyteller.train.data import (IGNORE, Rejection, collate, pack, padding_share,
+from storyteller.finetune.data import (IGNORE, Rejection, collate, pack, padding_share,
                                     tokenize_pair, tokenize_pairs)
 
 
@@ -98,8 +98,8 @@ def test_padding_free_packed_attention_matches_each_pair_alone(tokenizer):
     """The default: packs laid end to end in one row, attention pair by pair."""
     from transformers import AutoModelForCausalLM
 
-    from storyteller.train.attention import register
-    from storyteller.train.data import collate_flat
+    from storyteller.finetune.attention import register
+    from storyteller.finetune.data import collate_flat
 
     path = resolve_model(TINY_MODEL)
     packed_model = AutoModelForCausalLM.from_pretrained(path, attn_implementation=register()).eval()
@@ -123,7 +123,7 @@ def test_padding_free_packed_attention_matches_each_pair_alone(tokenizer):
 def test_neftune_noise_only_while_training():
     from transformers import AutoModelForCausalLM
 
-    from storyteller.train.model import add_neftune
+    from storyteller.finetune.model import add_neftune
 
     model = AutoModelForCausalLM.from_pretrained(resolve_model(TINY_MODEL))
     embeddings = model.get_input_embeddings()

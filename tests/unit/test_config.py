@@ -8,7 +8,7 @@ from storyteller.errors import ConfigError
 from storyteller.evaluate.config import EvaluateConfig
 from storyteller.serve.config import ServeConfig
 from storyteller.studio.config import StudioConfig
-from storyteller.train.config import FinetuneConfig
+from storyteller.finetune.config import FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,6 +106,6 @@ def test_invalid_yaml_names_the_line(tmp_path):
 
 
 def test_exponent_without_a_dot_is_a_float():
-    from storyteller.train.config import FinetuneConfig
+    from storyteller.finetune.config import FinetuneConfig
 
     assert load_config(FinetuneConfig, None, ["train.lr=5e-3"]).train.lr == 0.005

@@ -57,7 +57,7 @@ def test_task_of_drops_the_control_header():
 
 
 def test_style_markers_are_found_in_the_reference_story():
-    from storyteller.evaluate.perplexity import style_marker
+    from storyteller.evaluate.markers import style_marker
 
     def test_pair(style, story, kind="premise"):
         return {"controls": {"style": style}, "kind": kind,

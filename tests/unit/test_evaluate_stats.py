@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from storyteller.evaluate.aggregate import findings, paired, summarise
-from storyteller.evaluate.perplexity import StoryNll, pooled_perplexity
-from storyteller.evaluate.stats import (bootstrap_diff, bootstrap_mean, bootstrap_paired_statistic,
+from storyteller.finetune.heldout import StoryNll, pooled_perplexity
+from storyteller.stats import (bootstrap_diff, bootstrap_mean, bootstrap_paired_statistic,
                                         bootstrap_statistic)
 
 
@@ -88,7 +88,7 @@ def test_findings_only_for_intervals_excluding_zero():
 
 
 def test_jackknife_of_a_mean_matches_its_standard_error():
-    from storyteller.evaluate.stats import jackknife
+    from storyteller.stats import jackknife
 
     values = [1.0, 2.0, 4.0, 7.0]
     interval = jackknife(values, lambda xs: sum(xs) / len(xs))

@@ -2,9 +2,9 @@ import random
 
 from storyteller.curate.augment import apply_renames, augment, rename_map
 from storyteller.curate.pairs import (PairOptions, Story, build_pairs, character_names,
-                                      derive_premise, split_opening, tail_words, windows)
+                                      derive_premise, split_opening, windows)
 from storyteller.curate.tag import Tag
-from storyteller.prompts import StoryRequest, render_messages
+from storyteller.prompts import StoryRequest, render_messages, tail_words
 
 TEXT = ("Mira found the key under the step. She did not tell Jonas.\n\n"
         "That night Mira crept to the old mill. The door opened without a sound.\n\n"

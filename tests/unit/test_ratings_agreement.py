@@ -7,15 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from storyteller.evaluate.ratings.agreement import (
+from storyteller.ratings.agreement import (
     alpha,
     alpha_by_dimension,
     rater_checks,
     reliability_matrix,
 )
-from storyteller.evaluate.ratings.items import KEY_FORMAT
-from storyteller.evaluate.ratings.key import Key
-from storyteller.evaluate.ratings.store import RatingsStore, ScoreRow
+from storyteller.ratings.items import KEY_FORMAT
+from storyteller.ratings.key import Key
+from storyteller.ratings.store import RatingsStore, ScoreRow
 
 # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", section C: four observers,
 # twelve units, values 1–5, missing values (None).

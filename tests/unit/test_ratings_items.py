@@ -9,13 +9,13 @@ from collections import Counter
 import pytest
 
 from storyteller.errors import InputError
-from storyteller.evaluate.ratings.checks import (
+from storyteller.ratings.checks import (
     counts_for,
     paragraphs,
     shuffle_sentences,
 )
-from storyteller.evaluate.ratings.generations import parse_generation, parse_lines
-from storyteller.evaluate.ratings.items import build_plan, choose_stories
+from storyteller.ratings.generations import parse_generation, parse_lines
+from storyteller.ratings.items import build_plan, choose_stories
 from tests.unit.test_ratings_fixture import generations
 
 

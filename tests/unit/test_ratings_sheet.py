@@ -9,11 +9,11 @@ import io
 import pytest
 from openpyxl import load_workbook
 
-from storyteller.evaluate.ratings.generations import parse_generation
-from storyteller.evaluate.ratings.items import build_plan
-from storyteller.evaluate.ratings.key import Key
-from storyteller.evaluate.ratings.scales import ANCHORS, DIMENSIONS, NOT_RATED
-from storyteller.evaluate.ratings.sheet import (
+from storyteller.ratings.generations import parse_generation
+from storyteller.ratings.items import build_plan
+from storyteller.ratings.key import Key
+from storyteller.ratings.scales import ANCHORS, DIMENSIONS, NOT_RATED
+from storyteller.ratings.sheet import (
     PAIR_COLUMNS,
     RATING_COLUMNS,
     csv_bytes,
@@ -22,7 +22,7 @@ from storyteller.evaluate.ratings.sheet import (
     read_sheet,
     xlsx_bytes,
 )
-from storyteller.evaluate.ratings.validate import check_table, parse_score
+from storyteller.ratings.validate import check_table, parse_score
 from tests.unit.test_ratings_fixture import generations
 
 
@@ -208,7 +208,7 @@ def test_pairs_rows_checked_and_items_on_the_wrong_sheet_caught(tmp_path, plan, 
 
 
 def test_texts_that_look_like_formulas_or_hold_control_characters_stay_text(tmp_path):
-    from storyteller.evaluate.ratings.items import Item
+    from storyteller.ratings.items import Item
 
     item = Item("it-abcdef", "story", "=SUM(A1:A9)", "A bell\x07 rang.\x1b Then quiet.",
                 ("overall",))

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from storyteller.evaluate.ratings.store import PreferenceRow, RatingsStore, ScoreRow
+from storyteller.ratings.store import PreferenceRow, RatingsStore, ScoreRow
 
 
 def test_scores_and_preferences_round_trip_and_replace(tmp_path):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from storyteller.evaluate.generate import vllm_sampling
-from storyteller.serve.client import Sampling
-from storyteller.sampling import PRESETS, STUDIO_PRESETS, preset
+from storyteller.sampling import PRESETS, STUDIO_PRESETS, Sampling, preset
 
 
 def test_presets_are_named_and_unknown_names_say_which_exist():
@@ -32,6 +31,6 @@ def test_endpoint_body_sends_extensions_only_when_set():
 
 
 def test_vllm_sampling_maps_every_setting():
-    params = vllm_sampling(preset("focused"), 64, seed=3)
+    params = vllm_sampling(Sampling.from_preset("focused", max_tokens=64), seed=3)
     assert params == {"temperature": 0.5, "top_p": 0.9, "top_k": -1, "repetition_penalty": 1.05,
                       "max_tokens": 64, "seed": 3}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from storyteller.errors import ConfigError
-from storyteller.prompts import CONTROL_SCHEMA, StoryRequest, render_user_message
-from storyteller.serve.client import ServedModel
+from storyteller.client import ServedModel
+from storyteller.prompts import CONTROL_SCHEMA, StoryRequest, render_user_message, story_request
 from storyteller.studio import draft
 from storyteller.studio.compose import (
     Advanced,
@@ -15,7 +15,6 @@ from storyteller.studio.compose import (
     model_controls,
     sampling_for,
     settings_json,
-    story_request,
 )
 from storyteller.studio.config import (
     StudioConfig,
@@ -72,7 +71,7 @@ def test_requests_use_the_premise_or_the_title_and_drop_empty_controls():
 
 
 def test_sampling_takes_the_preset_then_the_advanced_panel_within_the_limits():
-    config = StudioConfig(max_tokens_limit=1000)
+    config = StudioConfig(max_tokens=1000)
     balanced = sampling_for("balanced", Advanced(max_tokens=300), config)
     assert (balanced.temperature, balanced.top_p, balanced.max_tokens) == (0.8, 0.95, 300)
     own = sampling_for("focused", Advanced(temperature=1.3, min_p=0.05, seed=7, max_tokens=5000),

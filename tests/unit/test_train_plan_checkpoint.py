@@ -6,10 +6,11 @@ import json
 
 import torch
 
-from storyteller.train import checkpoint as ckpt
-from storyteller.train.data import IGNORE, Example, collate_flat, pack
-from storyteller.train.model import PrecisionChoice, choose_precision, cpu_has_native_bf16
-from storyteller.train.plan import Plan
+from storyteller.finetune import checkpoint as ckpt
+from storyteller.finetune.data import IGNORE, Example, collate_flat, pack
+from storyteller.finetune.model import PrecisionChoice, choose_precision
+from storyteller.models import cpu_has_native_bf16
+from storyteller.finetune.plan import Plan
 
 
 def example(i: int, length: int) -> Example:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storyteller.errors import InputError, Problem
-from storyteller.evaluate.ratings.items import KEY_FORMAT
+from storyteller.ratings.items import KEY_FORMAT
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`storyteller.serve.client`: how the app, `storyteller write` and `evaluate --endpoint` talk to
+"""`storyteller.client`: how the app, `storyteller write` and `evaluate --endpoint` talk to
 an endpoint. Built on the official `openai` client, which brings timeouts, bounded retries with
 exponential backoff (429, 5xx, connection errors) and streaming; this module adds storyteller's
 prompt renderer and sampling presets, the served models' metadata, and errors that say what
@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping
 
 from storyteller.errors import Problem, StorytellerError
 from storyteller.prompts import SYSTEM_PROMPT, StoryRequest, render_messages
-from storyteller.sampling import SamplingPreset, preset as named_preset
+from storyteller.sampling import Sampling
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 
@@ -69,41 +69,6 @@ class ServedModel:
     @property
     def styles(self) -> list[str]:
         return list(self.storyteller.get("styles") or [])
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """What a story is sampled with: a preset, with any field overridden."""
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    max_tokens: int = 1024
-    seed: int | None = None
-
-    @classmethod
-    def from_preset(cls, preset: SamplingPreset | str, **overrides) -> "Sampling":
-        chosen = named_preset(preset) if isinstance(preset, str) else preset
-        values = {"temperature": chosen.temperature, "top_p": chosen.top_p, "top_k": chosen.top_k,
-                  "repetition_penalty": chosen.repetition_penalty}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-    def body(self) -> dict[str, Any]:
-        """The request parameters; storyteller's extras go in the body next to OpenAI's."""
-        body: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
-        if self.temperature > 0:
-            body["top_p"] = self.top_p
-            if self.top_k:
-                body["top_k"] = self.top_k
-            if self.min_p:
-                body["min_p"] = self.min_p
-        if self.repetition_penalty != 1.0:
-            body["repetition_penalty"] = self.repetition_penalty
-        if self.seed is not None:
-            body["seed"] = self.seed
-        return body
 
 
 @dataclass

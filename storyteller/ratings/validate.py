@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storyteller.errors import Problem
-from storyteller.evaluate.ratings.key import Key
-from storyteller.evaluate.ratings.scales import DIMENSIONS, PAIR_CHOICES
-from storyteller.evaluate.ratings.sheet import PAIR_COLUMNS, RATING_COLUMNS, Table
+from storyteller.ratings.key import Key
+from storyteller.ratings.scales import DIMENSIONS, PAIR_CHOICES
+from storyteller.ratings.sheet import PAIR_COLUMNS, RATING_COLUMNS, Table
 
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)$")

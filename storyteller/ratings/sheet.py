@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from storyteller.errors import InputError, Problem
-from storyteller.evaluate.ratings.items import Item, Pair
-from storyteller.evaluate.ratings.scales import (
+from storyteller.ratings.items import Item, Pair
+from storyteller.ratings.scales import (
     DIMENSIONS,
     NOT_RATED,
     PAIR_CHOICES,

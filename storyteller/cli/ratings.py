@@ -7,14 +7,17 @@ from typing import Annotated
 
 import typer
 
-ratings_app = typer.Typer(
+from storyteller.cli.guard import guarded
+
+ratings_commands = typer.Typer(
     help="Blinded human ratings of generated stories: make sheets for raters, import the filled "
          "sheets, and report scores, agreement and attention checks. See docs/RATINGS.md.",
     no_args_is_help=True,
 )
 
 
-@ratings_app.command()
+@ratings_commands.command()
+@guarded
 def make(
     source: Annotated[Path, typer.Option(
         "--from", help="The folder storyteller evaluate --out wrote (its generations.jsonl), "
@@ -49,23 +52,20 @@ def make(
 
       storyteller ratings make --from out/eval --raters 5 --items 30 --seed 7
     """
-    from storyteller.cli import guarded
+    from storyteller.ratings.run import make as run_make
 
-    def action():
-        from storyteller.evaluate.ratings.run import make as run_make
-
-        made = run_make(source, raters, items, pairwise, seed, out, force)
-        c = made.counts
-        typer.echo(f"{len(made.raters)} sheets in {made.out / 'sheets'}: {c['stories']} stories, "
-                   f"{c['attention']} attention checks, {c['repeats']} repeats, "
-                   f"{c['pairs']} pairs per rater")
-        typer.echo(f"key (do not share): {made.out / 'key.json'}")
-        typer.echo(f"for raters: {made.out / 'instructions.md'}")
-
-    guarded(action)
+    made = run_make(source, raters, items, pairwise, seed, out, force)
+    c = made.counts
+    typer.echo(f"{len(made.raters)} sheets in {made.out / 'sheets'}: {c['stories']} stories, "
+               f"{c['attention']} attention checks, {c['repeats']} repeats, "
+               f"{c['pairs']} pairs per rater")
+    typer.echo(f"key (do not share): {made.out / 'key.json'}")
+    typer.echo(f"for raters: {made.out / 'instructions.md'}")
 
 
-@ratings_app.command("import")
+
+@ratings_commands.command("import")
+@guarded
 def import_(
     sheets: Annotated[list[Path], typer.Argument(
         help="Filled sheets (.csv or .xlsx).", show_default=False)],
@@ -91,24 +91,21 @@ def import_(
 
       storyteller ratings import mail/rater-02.csv --key out/eval/ratings/key.json
     """
-    from storyteller.cli import guarded
+    from storyteller.errors import InputError
+    from storyteller.ratings.run import import_sheets
 
-    def action():
-        from storyteller.errors import InputError
-        from storyteller.evaluate.ratings.run import import_sheets
-
-        result = import_sheets(list(sheets), store, key, rater)
-        for line in result.lines:
-            typer.echo(line)
-        for note in result.notes:
-            typer.echo(f"note: {note}", err=True)
-        if result.problems:
-            raise InputError(*result.problems)
-
-    guarded(action)
+    result = import_sheets(list(sheets), store, key, rater)
+    for line in result.lines:
+        typer.echo(line)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    if result.problems:
+        raise InputError(*result.problems)
 
 
-@ratings_app.command()
+
+@ratings_commands.command()
+@guarded
 def report(
     source: Annotated[Path, typer.Option(
         "--from", help="The ratings folder (with key.json), or evaluate's --out "
@@ -133,15 +130,11 @@ def report(
 
       storyteller ratings report --from out/eval --out reports/human.md
     """
-    from storyteller.cli import guarded
+    from storyteller.ratings.run import report as run_report
 
-    def action():
-        from storyteller.evaluate.ratings.run import report as run_report
+    done = run_report(source, out, store)
+    flagged = done.summary.flagged
+    if flagged:
+        typer.echo(f"flagged raters (left out): {', '.join(sorted(flagged))}")
+    typer.echo(str(done.report))
 
-        done = run_report(source, out, store)
-        flagged = done.summary.flagged
-        if flagged:
-            typer.echo(f"flagged raters (left out): {', '.join(sorted(flagged))}")
-        typer.echo(str(done.report))
-
-    guarded(action)

@@ -23,10 +23,10 @@ from storyteller.curated import read_data, read_pairs  # noqa: F401  (read_pairs
 from storyteller.errors import ConfigError, InputError, Problem
 from storyteller.files import write_atomic
 from storyteller.models import load_tokenizer, resolve_model
-from storyteller.train import card, checkpoint as ckpt
-from storyteller.train.config import FinetuneConfig
-from storyteller.train.data import Example, Rejection, pack, tokenize_pairs
-from storyteller.train.progress import progress_bar
+from storyteller.finetune import card, checkpoint as ckpt
+from storyteller.finetune.config import FinetuneConfig
+from storyteller.finetune.data import Example, Rejection, pack, tokenize_pairs
+from storyteller.finetune.progress import progress_bar
 
 @dataclass
 class FinetuneResult:
@@ -120,11 +120,11 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
-    from storyteller.train.logs import MetricsLog, plot_metrics, read_metrics
-    from storyteller.train.loop import Loop, evaluate_loss, make_optimizer
-    from storyteller.train.model import (StoryLoss, add_neftune, apply_method, choose_precision,
+    from storyteller.finetune.logs import MetricsLog, plot_metrics, read_metrics
+    from storyteller.finetune.loop import Loop, evaluate_loss, make_optimizer
+    from storyteller.finetune.model import (StoryLoss, add_neftune, apply_method, choose_precision,
                                          count_parameters, load_base, load_trainable_state)
-    from storyteller.train.plan import Plan
+    from storyteller.finetune.plan import Plan
 
     data_dir, run_dir = Path(cfg.data.dir), run_dir_for(cfg)
     splits, data_hash = read_data(data_dir)

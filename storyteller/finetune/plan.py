@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from storyteller.train.data import Pack
+from storyteller.finetune.data import Pack
 
 
 @dataclass

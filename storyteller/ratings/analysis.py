@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from statistics import mean
 from typing import Any
 
-from storyteller.evaluate.ratings.agreement import (
+from storyteller.ratings.agreement import (
     Alpha,
     RaterCheck,
     alpha_by_dimension,
     rater_checks,
 )
-from storyteller.evaluate.ratings.key import Key
-from storyteller.evaluate.ratings.store import PreferenceRow, ScoreRow
-from storyteller.evaluate.stats import Interval, bootstrap_diff, bootstrap_mean
+from storyteller.ratings.key import Key
+from storyteller.ratings.store import PreferenceRow, ScoreRow
+from storyteller.stats import Interval, bootstrap_diff, bootstrap_mean
 
 OUTCOME = {"A": 1.0, "B": 0.0, "tie": 0.5}  # for the model on side A
 MIN_CORRELATION_N = 3

@@ -16,9 +16,9 @@ from itertools import combinations
 from typing import Any
 
 from storyteller.errors import InputError, Problem
-from storyteller.evaluate.ratings.checks import EXPECT_MAX, counts_for, make_checks
-from storyteller.evaluate.ratings.generations import Generation
-from storyteller.evaluate.ratings.scales import (
+from storyteller.ratings.checks import EXPECT_MAX, counts_for, make_checks
+from storyteller.ratings.generations import Generation
+from storyteller.ratings.scales import (
     DIMENSIONS,
     SCALE_MAX,
     SCALE_MIN,

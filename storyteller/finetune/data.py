@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from storyteller.prompts import prompt_ids, token_ids
+
 IGNORE = -100  # label of a token the loss does not see
 
 
@@ -31,11 +33,6 @@ class Rejection:
     reason: str
 
 
-def _ids(encoded: Any) -> list[int]:
-    return list(encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys")
-                else encoded)
-
-
 def end_of_turn_id(tokenizer) -> int:
     """The token that ends an assistant turn in the chat template (SmolLM2: `<|im_end|>`)."""
     return tokenizer.eos_token_id
@@ -50,9 +47,8 @@ def tokenize_pair(pair: dict[str, Any], tokenizer, max_length: int) -> Example |
     messages = pair["messages"]
     if not messages or messages[-1]["role"] != "assistant":
         return Rejection(pair["id"], "the last message is not the assistant's story")
-    prompt = _ids(tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True,
-                                                tokenize=True))
-    full = _ids(tokenizer.apply_chat_template(messages, tokenize=True))
+    prompt = prompt_ids(tokenizer, messages[:-1])
+    full = token_ids(tokenizer.apply_chat_template(messages, tokenize=True))
     if full[:len(prompt)] != prompt:
         return Rejection(pair["id"], "the tokenised prompt is not a prefix of prompt + story "
                                      "(the chat template renders the prompt differently)")

@@ -13,11 +13,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from storyteller.train import checkpoint as ckpt
-from storyteller.train.config import FinetuneConfig
-from storyteller.train.data import Pack, collate, collate_flat
-from storyteller.train.model import load_trainable_state, trainable_state
-from storyteller.train.plan import Plan
+from storyteller.finetune import checkpoint as ckpt
+from storyteller.finetune.config import FinetuneConfig
+from storyteller.finetune.data import Pack, collate, collate_flat
+from storyteller.finetune.model import load_trainable_state, trainable_state
+from storyteller.finetune.plan import Plan
 
 
 def decay_groups(model, weight_decay: float) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from storyteller.errors import InputError
 from storyteller.models import ModelSource, inspect_model
+from storyteller.prompts import prompt_ids
 
 VERIFICATION = "verification.json"
 METADATA = "storyteller.json"
@@ -109,26 +110,20 @@ def spread(pairs: Sequence[dict], count: int) -> list[dict]:
     return [pairs[int(i * step)] for i in range(count)]
 
 
-def prompt_ids(tokenizer, pair: dict) -> list[int]:
-    encoded = tokenizer.apply_chat_template(pair["messages"][:-1], add_generation_prompt=True,
-                                            tokenize=True)
-    return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
-
-
 def measure(model, tokenizer, prompts: Sequence[dict], stories: Sequence[dict],
             tolerances: Tolerances, max_length: int) -> dict[str, Any]:
     """What verification compares: the logits at every position of each prompt, its greedy
     continuation, and the pooled perplexity of the held-out stories."""
     import torch
 
-    from storyteller.evaluate.perplexity import pooled_perplexity, story_nll
+    from storyteller.finetune.heldout import pooled_perplexity, story_nll
 
     device = next(model.parameters()).device
     stops = stop_ids(tokenizer)
     logits, greedy = [], []
     with torch.inference_mode():
         for pair in prompts:
-            ids = torch.tensor([prompt_ids(tokenizer, pair)], device=device)
+            ids = torch.tensor([prompt_ids(tokenizer, pair["messages"][:-1])], device=device)
             logits.append(model(input_ids=ids).logits[0].float().cpu())
             out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                  max_new_tokens=tolerances.greedy_tokens, eos_token_id=stops,

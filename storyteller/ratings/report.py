@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from storyteller.evaluate.ratings.agreement import (
+from storyteller.ratings.agreement import (
     ALPHA_RELIABLE,
     ALPHA_TENTATIVE,
     REPEAT_GAP_LIMIT,
 )
-from storyteller.evaluate.ratings.analysis import Summary
-from storyteller.evaluate.ratings.checks import EXPECT_MAX
+from storyteller.ratings.analysis import Summary
+from storyteller.ratings.checks import EXPECT_MAX
 from storyteller.plots import pyplot, save_png
 
 COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storyteller.evaluate.ratings.generations import Generation
+from storyteller.ratings.generations import Generation
 
 MIN_SENTENCES = 4
 EXPECT_MAX = 2  # a passed check scores its dimension at most this

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from storyteller.evaluate.ratings.scales import PAIR_CHOICES, SCALE_MAX, SCALE_MIN
+from storyteller.ratings.scales import PAIR_CHOICES, SCALE_MAX, SCALE_MIN
 
 SCHEMA_VERSION = "1"
 

@@ -7,15 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
-from storyteller.train.config import FinetuneConfig
-from storyteller.train.data import IGNORE
+from storyteller.finetune.config import FinetuneConfig
+from storyteller.finetune.data import IGNORE
+from storyteller.models import cpu_has_native_bf16
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: without either, CPU bf16 matmuls are emulated and far slower than fp32."""
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 @dataclass(frozen=True)
@@ -49,7 +45,7 @@ def load_base(cfg: FinetuneConfig, path, precision: PrecisionChoice, device: tor
 
     attention = cfg.model.attention
     if attention == "packed":
-        from storyteller.train.attention import register
+        from storyteller.finetune.attention import register
 
         attention = register()
     kwargs = {"attn_implementation": attention, "dtype": torch.float32}

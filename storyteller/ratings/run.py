@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storyteller.errors import InputError, Problem
-from storyteller.evaluate.ratings.analysis import Summary, summarise
-from storyteller.evaluate.ratings.generations import parse_lines
-from storyteller.evaluate.ratings.items import build_plan
-from storyteller.evaluate.ratings.key import Key
-from storyteller.evaluate.ratings.report import write_report
-from storyteller.evaluate.ratings.scales import instructions_markdown
-from storyteller.evaluate.ratings.sheet import (
+from storyteller.ratings.analysis import Summary, summarise
+from storyteller.ratings.generations import parse_lines
+from storyteller.ratings.items import build_plan
+from storyteller.ratings.key import Key
+from storyteller.ratings.report import write_report
+from storyteller.ratings.scales import instructions_markdown
+from storyteller.ratings.sheet import (
     PAIR_COLUMNS,
     RATING_COLUMNS,
     csv_bytes,
@@ -24,8 +24,8 @@ from storyteller.evaluate.ratings.sheet import (
     read_sheet,
     xlsx_bytes,
 )
-from storyteller.evaluate.ratings.store import RatingsStore
-from storyteller.evaluate.ratings.validate import PairAnswer, check_table
+from storyteller.ratings.store import RatingsStore
+from storyteller.ratings.validate import PairAnswer, check_table
 from storyteller.files import sha256_of, write_atomic
 
 KEY, STORE, SUMMARY = "key.json", "ratings.sqlite", "ratings_summary.json"

@@ -16,8 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
-from storyteller.evaluate.ratings.key import Key
-from storyteller.evaluate.ratings.scales import SCALE_MAX, SCALE_MIN
+from storyteller.ratings.key import Key
+from storyteller.ratings.scales import SCALE_MAX, SCALE_MIN
 
 ATTENTION_FAIL_SHARE = 0.5  # flagged when the failed share is above this
 REPEAT_GAP_LIMIT = 1.0  # flagged when repeats differ by more than this on average

@@ -1,0 +1,217 @@
+"""`storyteller app` and `storyteller library`: the writing studio and its story library."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from storyteller.cli.guard import guarded
+
+
+@guarded
+def app(
+    endpoint: Annotated[str | None, typer.Option(
+        "--endpoint", "-e", help="The storyteller serve endpoint [default: from the config, "
+                                 "$STORYTELLER_ENDPOINT, else http://127.0.0.1:8000].",
+        show_default=False)] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Served model to write with [default: the first served].",
+        show_default=False)] = None,
+    library: Annotated[Path | None, typer.Option(
+        "--library", help="Story library file [default: $STORYTELLER_LIBRARY or "
+                          "~/.local/share/storyteller/library.sqlite].",
+        show_default=False)] = None,
+    ratings: Annotated[Path | None, typer.Option(
+        "--ratings", help="Folder written by `storyteller ratings make`, for the Rate page.",
+        show_default=False)] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Studio config, e.g. configs/studio/default.yaml.",
+        show_default=False)] = None,
+    host: Annotated[str, typer.Option(help="Address to serve the studio on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve the studio on.")] = 8501,
+    open_browser: Annotated[bool, typer.Option(
+        "--open/--no-open", help="Open the studio in a browser.")] = False,
+) -> None:
+    """Start the writing studio: write stories with genre and style controls, keep them in a
+    library, rate them, and score blinded rating items.
+
+    The studio talks to a running `storyteller serve` endpoint; the API key comes from
+    $STORYTELLER_API_KEY (or the sidebar) and is never shown. Stop it with Ctrl+C.
+
+    Examples:
+
+      storyteller serve --model models/quickstart &  storyteller app
+
+      storyteller app --endpoint http://gpu-box:8000 --library ~/stories.sqlite
+
+      storyteller app --ratings out/eval/ratings   (raters open the Rate page)
+    """
+    from storyteller.errors import InputError
+    from storyteller.processes import check_port
+    from storyteller.studio.config import CONFIG_VARIABLE, environment_for, load_studio_config
+    from storyteller.studio.launch import ENTRY, streamlit_command
+    from storyteller.studio.library import default_library_path
+
+    if not ENTRY.is_file():
+        raise InputError.at(str(ENTRY), "the studio's pages are missing",
+                            "run storyteller from a clone of the project (pip install -e .)")
+    cfg = load_studio_config(config, flags={
+        "endpoint": ("--endpoint", endpoint or None), "model": ("--model", model or None),
+        "library": ("--library", library), "ratings": ("--ratings", ratings)})
+    if ratings and not (ratings / "key.json").is_file():
+        raise InputError.at(f"--ratings {ratings}", "holds no key.json",
+                            "give the folder `storyteller ratings make` wrote")
+    if not cfg.library:  # the default needs the user's data folder, so it is filled in here
+        cfg = dataclasses.replace(cfg, library=str(default_library_path()))
+    check_port(host, port)
+    env = {**os.environ, **environment_for(cfg)}
+    if config:
+        env[CONFIG_VARIABLE] = str(config)
+    typer.echo(f"studio: http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port} "
+               f"(endpoint {cfg.endpoint}, library {cfg.library}); Ctrl+C stops it")
+    # Streamlit takes this process's place, so Ctrl+C and a service manager's signals reach
+    # it directly and no server is left behind.
+    command = streamlit_command(host, port, open_browser)
+    os.execve(command[0], command, env)
+
+
+library_commands = typer.Typer(
+    help="The writing studio's story library: list and show stories, and export the rated "
+         "versions as a JSONL dataset that `storyteller curate` reads.",
+    no_args_is_help=True,
+)
+
+LibraryOption = Annotated[Path | None, typer.Option(
+    "--library", "-l", help="Library file [default: $STORYTELLER_LIBRARY or "
+                            "~/.local/share/storyteller/library.sqlite].", show_default=False)]
+
+
+def _open(path: Path | None):
+    from storyteller.studio.library import StoryLibrary, existing_library
+
+    return StoryLibrary(existing_library(path))
+
+
+@library_commands.command()
+@guarded
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write.",
+                                      show_default=False)],
+    library: LibraryOption = None,
+    kind: Annotated[str, typer.Option(
+        "--kind", "-k", help="sft: one record per well-rated version (the story and its "
+                             "prompt); preference: chosen/rejected pairs of versions of one "
+                             "request whose stars differ.")] = "sft",
+    min_stars: Annotated[int, typer.Option(
+        "--min-stars", min=1, max=5, help="sft: keep versions rated at least this.")] = 4,
+) -> None:
+    """Write the rated versions as a dataset for fine-tuning.
+
+    Every record carries the story under `text` and its controls (genre,
+    style, …) under their own names, so `storyteller curate` reads the file
+    like any other record file; preference records add `prompt`, `chosen`
+    and `rejected`. The answer to a continuation's prompt (which quoted the
+    story so far) is only the part it added; `text` is the whole story.
+
+    Examples:
+
+      storyteller library export --out feedback.jsonl
+
+      storyteller library export --kind preference --out prefs.jsonl
+
+      storyteller curate feedback.jsonl --out data/feedback
+    """
+    from storyteller.errors import InputError
+    from storyteller.files import write_atomic
+    from storyteller.studio.export import jsonl_bytes, preference_records, sft_records
+    from storyteller.studio.library import StoryLibrary, existing_library
+
+    if kind not in ("sft", "preference"):
+        raise InputError.at("--kind", f"{kind!r} is not a dataset kind",
+                            "use sft or preference")
+    path = existing_library(library)
+    with StoryLibrary(path) as lib:
+        rated = lib.rated()
+        # Every version of the rated stories: an edit takes the prompt of what it edited,
+        # a continuation's new part is told from the story it grew from.
+        versions = [v for story_id in {s.id for s, _ in rated}
+                    for v in lib.generations(story_id)]
+    records = sft_records(rated, min_stars, versions) if kind == "sft" else \
+        preference_records(rated, versions)
+    if not records:
+        hint = (f"rate versions {min_stars}★ or more in the studio, or lower --min-stars"
+                if kind == "sft" else "rate two versions of one request differently "
+                                      "(Regenerate makes a second version)")
+        raise InputError.at(str(path), f"nothing to export yet "
+                            f"({len(rated)} rated versions)", hint)
+    if out.is_dir():
+        raise InputError.at(str(out), "is a folder", "give --out a file name, e.g. "
+                            f"{out / 'feedback.jsonl'}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, jsonl_bytes(records))
+    typer.echo(f"{len(records)} {kind} records → {out}")
+    typer.echo(f"next: storyteller curate {out} --out data/feedback")
+
+
+
+@library_commands.command("list")
+@guarded
+def list_(
+    library: LibraryOption = None,
+    search: Annotated[str, typer.Option("--search", "-s", help="Words every story shown "
+                                                               "contains.")] = "",
+) -> None:
+    """List the stories, newest first.
+
+    Examples:
+
+      storyteller library list
+
+      storyteller library list --search lighthouse
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "title", "versions", "best ★", "updated")
+    with _open(library) as lib:
+        for story in lib.search(search):
+            versions = lib.generations(story.id)
+            stars = [v.stars for v in versions if v.stars]
+            table.add_row(story.id, story.title or "Untitled story", str(len(versions)),
+                          str(max(stars)) if stars else "", story.updated_at[:16])
+    Console().print(table)
+
+
+
+@library_commands.command()
+@guarded
+def show(
+    story_id: Annotated[str, typer.Argument(help="The story's id (see `library list`).",
+                                            show_default=False)],
+    library: LibraryOption = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="md or txt.")] = "md",
+) -> None:
+    """Print a story's current version as Markdown or plain text.
+
+    Example:
+
+      storyteller library show s-3f9a12c4b7 --format txt > story.txt
+    """
+    from storyteller.errors import InputError
+    from storyteller.studio.export import story_markdown, story_text
+
+    if format not in ("md", "txt"):
+        raise InputError.at("--format", f"{format!r} is not a format", "use md or txt")
+    with _open(library) as lib:
+        try:
+            story = lib.story(story_id)
+        except KeyError:
+            raise InputError.at(story_id, "no such story in the library",
+                                "see storyteller library list") from None
+        text = lib.current_text(story_id)
+    typer.echo((story_markdown if format == "md" else story_text)(story, text), nl=False)
+
