@@ -11,23 +11,16 @@ hold its content and go with it when it is replaced or cleared."""
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
 
+from storyteller.database import Database
 from storyteller.ratings.scales import PAIR_CHOICES, SCALE_MAX, SCALE_MIN
 
 SCHEMA_VERSION = "1"
 
 SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
 CREATE TABLE IF NOT EXISTS answers (
     rater       TEXT NOT NULL,
     item        TEXT NOT NULL,
@@ -82,7 +75,7 @@ class Answer:
     recorded_at: str
 
 
-class RatingsStore:
+class RatingsStore(Database):
     """The ratings database. Use as a context manager, or call close().
 
     store = RatingsStore(Path("out/ratings/ratings.sqlite"))
@@ -94,63 +87,7 @@ class RatingsStore:
     One instance may be shared between threads; each call holds a lock."""
 
     def __init__(self, path: Path | str):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-        self._lock = threading.RLock()
-        self._depth = 0
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        with self.transaction():
-            # One statement at a time: executescript would commit the open transaction.
-            for statement in filter(str.strip, SCHEMA.split(";")):
-                self._db.execute(statement)
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                             (SCHEMA_VERSION,))
-
-    # ------------------------------------------------------------------ lifecycle, transactions
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """All writes inside commit together or not at all; nesting joins the outer one."""
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            self._db.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
-            finally:
-                self._depth = 0
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self.transaction():
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-
-    def meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+        super().__init__(path, SCHEMA, SCHEMA_VERSION)
 
     # ------------------------------------------------------------------------------- writing
 

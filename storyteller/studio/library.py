@@ -11,21 +11,20 @@ import json
 import os
 import secrets
 import sqlite3
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
+from storyteller.database import Database
 from storyteller.errors import InputError
 
 SCHEMA_VERSION = "1"
 KINDS = ("write", "continue", "regenerate", "edit")
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS stories (
     id         TEXT PRIMARY KEY,
     title      TEXT NOT NULL DEFAULT '',
@@ -118,56 +117,19 @@ def _story(row: Sequence[Any]) -> Story:
     return Story(*values)
 
 
-class StoryLibrary:
+class StoryLibrary(Database):
     """The library file. Use as a context manager, or call close(); one instance may be
     shared between threads (each call holds a lock)."""
 
     def __init__(self, path: Path | str):
-        self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-        self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        with self._write():
-            for statement in filter(str.strip, SCHEMA.split(";")):
-                self._db.execute(statement)
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                             (SCHEMA_VERSION,))
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        super().__init__(path, SCHEMA, SCHEMA_VERSION)
 
     # ----------------------------------------------------------------------------- writing
 
     def create_story(self, title: str = "", premise: str = "",
                      controls: Mapping[str, str] | None = None) -> Story:
         story_id, now = _new_id("s"), _now()
-        with self._write():
+        with self.transaction():
             self._db.execute("INSERT INTO stories VALUES (?, ?, ?, ?, NULL, ?, ?)",
                              (story_id, title, premise, json.dumps(dict(controls or {})), now, now))
         return self.story(story_id)
@@ -181,7 +143,7 @@ class StoryLibrary:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         generation_id, now = _new_id("g"), _now()
-        with self._write():
+        with self.transaction():
             self.story(story_id)  # KeyError for an unknown story
             if parent_id is not None:
                 self._owned(story_id, parent_id)
@@ -197,7 +159,7 @@ class StoryLibrary:
 
     def update_text(self, generation_id: str, text: str, finish_reason: str | None = None) -> None:
         """The text of a version as it streams in (and how it finished, once it has)."""
-        with self._write():
+        with self.transaction():
             done = self._db.execute("UPDATE generations SET text = ?, finish_reason = ? "
                                     "WHERE id = ?", (text, finish_reason, generation_id))
             if not done.rowcount:
@@ -213,18 +175,18 @@ class StoryLibrary:
             raise ValueError(f"version {generation_id!r} is not a version of story {story_id!r}")
 
     def set_current(self, story_id: str, generation_id: str) -> None:
-        with self._write():
+        with self.transaction():
             self._owned(story_id, generation_id)
             self._db.execute("UPDATE stories SET current_id = ?, updated_at = ? WHERE id = ?",
                              (generation_id, _now(), story_id))
 
     def rename(self, story_id: str, title: str) -> None:
-        with self._write():
+        with self.transaction():
             self._db.execute("UPDATE stories SET title = ?, updated_at = ? WHERE id = ?",
                              (title, _now(), story_id))
 
     def set_premise(self, story_id: str, premise: str, controls: Mapping[str, str]) -> None:
-        with self._write():
+        with self.transaction():
             self._db.execute("UPDATE stories SET premise = ?, controls = ?, updated_at = ? "
                              "WHERE id = ?",
                              (premise, json.dumps(dict(controls)), _now(), story_id))
@@ -233,14 +195,14 @@ class StoryLibrary:
         if stars is not None and (isinstance(stars, bool) or not isinstance(stars, int)
                                   or not 1 <= stars <= 5):
             raise ValueError(f"stars must be a whole number 1–5 or None, not {stars!r}")
-        with self._write():
+        with self.transaction():
             done = self._db.execute("UPDATE generations SET stars = ?, comment = ? WHERE id = ?",
                                     (stars, comment or "", generation_id))
             if not done.rowcount:
                 raise KeyError(f"no version {generation_id!r} in the library")
 
     def delete(self, story_id: str) -> None:
-        with self._write():
+        with self.transaction():
             self._db.execute("DELETE FROM stories WHERE id = ?", (story_id,))
 
     # ----------------------------------------------------------------------------- reading
