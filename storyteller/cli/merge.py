@@ -37,6 +37,8 @@ def merge(
     The directory holds safetensors weights, tokenizer, chat template, generation_config.json
     with every stop id, storyteller.json (base, control schema, genres, styles) and a model card.
 
+    Manual: docs/merge.md.
+
     Examples:
 
       storyteller merge --run runs/quickstart

@@ -11,7 +11,7 @@ from storyteller.cli.guard import guarded
 
 ratings_commands = typer.Typer(
     help="Blinded human ratings of generated stories: make sheets for raters, import the filled "
-         "sheets, and report scores, agreement and attention checks. See docs/RATINGS.md.",
+         "sheets, and report scores, agreement and attention checks. Manual: docs/ratings.md.",
     no_args_is_help=True,
 )
 

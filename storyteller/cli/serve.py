@@ -52,6 +52,8 @@ def serve(
     Bound to 127.0.0.1 unless --host says otherwise; any other address requires --api-key.
     Before launch a preflight checks the chat template, stop ids, control schema and adapters.
 
+    Manual: docs/serve.md; the HTTP API: docs/API.md.
+
     Examples:
 
       storyteller serve --model models/quickstart
@@ -119,6 +121,8 @@ def write(
 ) -> None:
     """Stream a story from the endpoint to the terminal, prompted exactly as in training.
 
+    Manual: docs/serve.md.
+
     Examples:
 
       storyteller write "A lighthouse keeper finds a fox in the lamp room" --genre fable --style moral
@@ -165,6 +169,8 @@ def prompt(
     The header of controls and the wording are the ones the model was trained on
     (storyteller.prompts), so any client that sends these messages prompts the model as
     training did.
+
+    Manual: docs/serve.md.
 
     Examples:
 

@@ -42,6 +42,8 @@ def app(
     The studio talks to a running `storyteller serve` endpoint; the API key comes from
     $STORYTELLER_API_KEY (or the sidebar) and is never shown. Stop it with Ctrl+C.
 
+    Manual: docs/studio.md.
+
     Examples:
 
       storyteller serve --model models/quickstart &  storyteller app
@@ -81,7 +83,7 @@ def app(
 
 library_commands = typer.Typer(
     help="The writing studio's story library: list and show stories, and export the rated "
-         "versions as a JSONL dataset that `storyteller curate` reads.",
+         "versions as a JSONL dataset that `storyteller curate` reads. Manual: docs/studio.md.",
     no_args_is_help=True,
 )
 

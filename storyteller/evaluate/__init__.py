@@ -1,1 +1,2 @@
-"""`storyteller evaluate` and `storyteller ratings`: base versus tuned, by metric and by reader."""
+"""`storyteller evaluate`: base versus tuned on the test prompts, by automatic story metrics.
+Human judgement of the same stories is `storyteller.ratings`."""
