@@ -17,7 +17,7 @@ test:
 	bash scripts/test.sh
 
 bench: setup
-	.venv/bin/python bench/curate.py --stories 100000
+	.venv/bin/python -m bench.curate --stories 100000
 
 clean:
 	rm -rf data runs models .pytest_cache

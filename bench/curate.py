@@ -4,7 +4,7 @@ Reports stories/s (wall time of the real `storyteller curate` command, start-up 
 memory of that process, and near-duplicate precision and recall against the planted pairs.
 Targets on a 2-core machine: >= 500 stories/s, < 4 GiB, precision and recall >= 0.95.
 
-    .venv/bin/python bench/curate.py --stories 100000 [--write docs/BENCHMARKS.md]
+    .venv/bin/python -m bench.curate --stories 100000 [--write docs/BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -159,7 +159,8 @@ def append_row(path: Path, header_start: str, row: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.curate",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--stories", type=int, default=100_000)
     parser.add_argument("--dup-share", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=7)

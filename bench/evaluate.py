@@ -13,8 +13,8 @@ matter; memorisation numbers of this bench are not meaningful). Contenders:
 
 On a machine with a CUDA GPU and vLLM installed, evaluate also runs with `generation.engine=vllm`.
 
-    .venv/bin/python bench/evaluate.py [--model runs/quickstart] [--prompts 100]
-        [--max-new-tokens 256] [--batch-size 16] [--write docs/BENCHMARKS.md]
+    .venv/bin/python -m bench.evaluate [--model runs/quickstart] [--prompts 100]
+        [--max-tokens 256] [--batch-size 16] [--write docs/BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.results import command_line, machine, replace_section
 
-from markdown import machine, replace_section  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def bench_data(source: Path, out: Path, prompts: int) -> Path:
@@ -57,7 +56,7 @@ def run_evaluate(model: str, data: Path, out: Path, args, *extra: str) -> tuple[
 
     cfg = load_config(EvaluateConfig, None, [
         f"model={model}", f"data={data}", f"out={out}",
-        f"generation.max_tokens={args.max_new_tokens}",
+        f"generation.max_tokens={args.max_tokens}",
         f"generation.batch_size={args.batch_size}", *extra])
     started = time.perf_counter()
     result = run(cfg)
@@ -88,7 +87,7 @@ def run_generate(model: str, data: Path, args) -> dict:
         with torch.inference_mode():
             output = model_.generate(**batch, do_sample=True, temperature=chosen.temperature,
                                      top_p=chosen.top_p, repetition_penalty=chosen.repetition_penalty,
-                                     max_new_tokens=args.max_new_tokens,
+                                     max_new_tokens=args.max_tokens,
                                      pad_token_id=tokenizer.pad_token_id)
         new = output[:, batch["input_ids"].shape[1]:]
         for row in new.tolist():
@@ -112,18 +111,19 @@ def table(rows: list[dict]) -> str:
 def write_section(path: Path, body: str) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT, check=False).stdout.strip() or "-"
-    command = " ".join([".venv/bin/python bench/evaluate.py", *sys.argv[1:]])
+    command = command_line("bench.evaluate", *sys.argv[1:])
     replace_section(path, "## evaluate (", f"## evaluate (`bench/evaluate.py`)\n\n```\n{command}\n```\n\n"
                     f"{datetime.date.today()}, commit {commit}, {machine()}:\n\n{body}\n")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m bench.evaluate",
+                                     description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="runs/quickstart", help="a run, model directory or name")
     parser.add_argument("--data", type=Path, default=Path("data/starter"))
     parser.add_argument("--prompts", type=int, default=100)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--skip-peer", action="store_true", help="only storyteller evaluate")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -164,7 +164,7 @@ def main() -> None:
     first = rows[0]["timing"]
     phases = ", ".join(f"{k}: generation {v['generate_s']:.0f} s, perplexity {v['perplexity_s']:.0f} s"
                        for k, v in first.items() if isinstance(v, dict))
-    body += (f"\n\nSettings: preset `story`, at most {args.max_new_tokens} new tokens, batch "
+    body += (f"\n\nSettings: preset `story`, at most {args.max_tokens} new tokens, batch "
              f"{args.batch_size}, model `{args.model}` and its base. Phases of the first row: "
              f"{phases}; metrics (tagger, embeddings, BLEU, memorisation, bootstrap) "
              f"{first['metrics_s']:.0f} s.")

@@ -28,7 +28,7 @@ on CUDA); attention scores and values 4 * d_attn * L per token and layer for a p
 halved for causality, times 3 for the backward. Norms, activations and the optimizer are left out.
 MFU is shown against this machine's measured bf16 and fp32 matmul peaks (bench/matmul.py).
 
-    .venv/bin/python bench/finetune.py [--model smollm2-135m] [--supervised-tokens 12000]
+    .venv/bin/python -m bench.finetune [--model smollm2-135m] [--supervised-tokens 12000]
         [--only storyteller --only trl-packing] [--write docs/BENCHMARKS.md]
 """
 
@@ -49,8 +49,9 @@ from contextlib import nullcontext
 from itertools import pairwise
 from pathlib import Path
 
+from bench.results import command_line, replace_section
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/matmul.py
 
 CONTENDERS = {"storyteller": "storyteller", "trl-default": "TRL default", "trl-packing": "TRL packing"}
 TARGETS = "≥ 2.0x TRL-default and ≥ 1.2x TRL-packing throughput, padding < 5%, held-out loss no " \
@@ -285,7 +286,7 @@ def measure_peaks() -> tuple[float, float, str]:
             torch.cuda.synchronize()
             return 2 * size**3 * runs / (time.perf_counter() - start) / 1e9
         return peak(torch.float32), peak(torch.bfloat16), torch.cuda.get_device_name()
-    from matmul import cpu_flags, peak_gflops
+    from bench.matmul import cpu_flags, peak_gflops
 
     what = (f"{platform.node() or 'this machine'} ({os.cpu_count()} cores, flags "
             f"{' '.join(cpu_flags()) or '-'}), torch {torch.__version__}, "
@@ -295,7 +296,8 @@ def measure_peaks() -> tuple[float, float, str]:
 
 def run_worker(name: str, args, tmp: Path, base_loss: bool) -> dict:
     result, log = tmp / f"{name}.json", tmp / f"{name}.log"
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--result", str(result),
+    # This module again in a fresh interpreter, from the same working directory (the root).
+    command = [sys.executable, "-m", "bench.finetune", "--worker", name, "--result", str(result),
                "--model", args.model, "--data", str(args.data),
                "--config", str(args.config), "--supervised-tokens", str(args.supervised_tokens)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -387,7 +389,7 @@ def write_section(path: Path, body: str, machine: str) -> None:
     """Insert or replace the `## finetune` section of the benchmarks document."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT, check=False).stdout.strip() or "-"
-    command = " ".join([".venv/bin/python bench/finetune.py", *sys.argv[1:]])
+    command = command_line("bench.finetune", *sys.argv[1:])
     section = (
         "## finetune (`bench/finetune.py`)\n\n"
         "storyteller's trainer against TRL's `SFTTrainer` (defaults, and with packing) on the same "
@@ -395,16 +397,16 @@ def write_section(path: Path, body: str, machine: str) -> None:
         "process; every adapter scored by the same held-out evaluator.\n\n"
         f"Targets: {TARGETS}.\n\n```\n{command}\n```\n\n"
         f"{datetime.date.today()}, commit {commit}, {machine}:\n\n{body}")
-    from markdown import replace_section
-
     replace_section(path, "## finetune", section)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
+        prog="python -m bench.finetune",
         description="storyteller's fine-tuning against TRL's SFTTrainer (defaults, and packing): "
                     "supervised tokens/s, padding, peak memory, held-out loss and MFU.",
-        epilog="Example: .venv/bin/python bench/finetune.py --model tiny-random --supervised-tokens 600")
+        epilog="Example: .venv/bin/python -m bench.finetune --model tiny-random "
+               "--supervised-tokens 600")
     parser.add_argument("--model", default="smollm2-135m",
                         help="model name (smollm2-135m, tiny-random), directory or hub id")
     parser.add_argument("--data", type=Path, default=Path("data/starter"), help="curated data directory")

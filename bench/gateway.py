@@ -12,7 +12,7 @@ The client is asyncio + httpx and counts events with content, so its own cost st
 On a GPU the engine streams hundreds of events a second per stream (docs/BENCHMARKS.md, vLLM);
 this shows what the gateway alone allows.
 
-    .venv/bin/python bench/gateway.py [--pieces 128] [--streams 1 8 32] [--rounds 3]
+    .venv/bin/python -m bench.gateway [--pieces 128] [--streams 1 8 32] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -25,19 +25,25 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
+from bench.results import command_line, machine
+from bench.serve import start_healthy
+from storyteller.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from markdown import machine  # noqa: E402
 
 
-def start(*args: str) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, "-m", "tests.integration.sse_engine", *args],
-                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    return process, process.stdout.readline().strip()
+def start(running: ExitStack, role: str, *args: str) -> str:
+    """One half of the stand-in (tests/integration/sse_engine.py) in its own process, stopped
+    when `running` closes: its URL, once it answers /health (a gateway asks its engine)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    running.enter_context(start_healthy(
+        [sys.executable, "-m", "tests.integration.sse_engine", role, "--port", str(port), *args],
+        f"sse_engine {role}", f"{url}/health", timeout=60, cwd=ROOT))
+    return url
 
 
 async def one(client, url: str) -> int:
@@ -64,32 +70,31 @@ async def rate(url: str, streams: int, rounds: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m bench.gateway",
+                                     description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pieces", type=int, default=128, help="events per stream")
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (median)")
     args = parser.parse_args()
-    engine, engine_url = start("engine", "--pieces", str(args.pieces))
-    renamed_engine, renamed_url = start("engine", "--pieces", str(args.pieces),
-                                        "--model", "/models/tiny")
-    gateways = [start("gateway", "--engine-url", engine_url, "--kind", "vllm"),
-                start("gateway", "--engine-url", renamed_url, "--kind", "transformers",
-                      "--engine-model", "/models/tiny")]
-    contenders = [("direct to the engine", engine_url),
-                  ("gateway, vLLM path (bytes pass through)", gateways[0][1]),
-                  ("gateway, CPU-engine path (events renamed)", gateways[1][1])]
     results = {}
-    try:
+    with ExitStack() as running:
+        engine_url = start(running, "engine", "--pieces", str(args.pieces))
+        renamed_url = start(running, "engine", "--pieces", str(args.pieces),
+                            "--model", "/models/tiny")
+        contenders = [
+            ("direct to the engine", engine_url),
+            ("gateway, vLLM path (bytes pass through)",
+             start(running, "gateway", "--engine-url", engine_url, "--kind", "vllm")),
+            ("gateway, CPU-engine path (events renamed)",
+             start(running, "gateway", "--engine-url", renamed_url, "--kind", "transformers",
+                   "--engine-model", "/models/tiny"))]
         for name, url in contenders:
             results[name] = {n: asyncio.run(rate(url, n, args.rounds)) for n in args.streams}
             print(name, json.dumps({n: round(r) for n, r in results[name].items()}), flush=True)
-    finally:
-        for process in [engine, renamed_engine, *(g[0] for g in gateways)]:
-            process.terminate()
     direct = results[contenders[0][0]]
-    header = "| contender | " + " | ".join(f"{n} stream{'s' * (n > 1)}, events/s" for n in args.streams) + \
-        " | ÷ direct |"
+    header = "| contender | " + " | ".join(f"{n} stream{'s' * (n > 1)}, events/s"
+                                         for n in args.streams) + " | ÷ direct |"
     lines = [header, "|---|" + "---:|" * (len(args.streams) + 1)]
     for name, by_streams in results.items():
         ratios = "/".join(f"{by_streams[n] / direct[n]:.2f}" for n in args.streams)
@@ -97,8 +102,9 @@ def main() -> None:
                      + f" | {ratios} |")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
-    print("\n".join(["```", f".venv/bin/python bench/gateway.py --pieces {args.pieces} --streams "
-                     + " ".join(map(str, args.streams)) + f" --rounds {args.rounds}", "```", "",
+    rerun = command_line("bench.gateway", f"--pieces {args.pieces} --streams",
+                         *map(str, args.streams), f"--rounds {args.rounds}")
+    print("\n".join(["```", rerun, "```", "",
                      f"{datetime.date.today()}, commit {commit}, {machine()}:", "", *lines]))
 
 

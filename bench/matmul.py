@@ -1,7 +1,7 @@
 """This machine's matrix-multiply peak in fp32 and bf16 (the yardstick for training MFU), and
 the CPU features that decide whether bf16 autocast helps or hurts.
 
-    .venv/bin/python bench/matmul.py [--size 2048] [--write docs/BENCHMARKS.md]
+    .venv/bin/python -m bench.matmul [--size 2048] [--write docs/BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def cpu_flags() -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.matmul",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()

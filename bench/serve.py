@@ -19,7 +19,7 @@ Measured per contender:
 Targets on CPU (docs/BENCHMARKS.md): TTFT p50 ≤ 0.5 s, one stream ≥ 20 tokens/s, 8 streams ≥ 3×
 one stream's throughput.
 
-    .venv/bin/python bench/serve.py [--model models/quickstart] [--max-tokens 128]
+    .venv/bin/python -m bench.serve [--model models/quickstart] [--max-tokens 128]
         [--requests 8] [--streams 8] [--backends llama.cpp,transformers]
         [--write docs/BENCHMARKS.md]
 """
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -37,11 +36,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.results import command_line, machine, replace_section
+from storyteller.errors import InputError
+from storyteller.processes import Process, free_port
 
-from markdown import machine, replace_section  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PREMISES = [
     ("fable", "moral", "A tortoise lends its shell to a snail for one rainy night."),
@@ -98,19 +97,33 @@ def one_request(api, name: str, index: int, max_tokens: int, seed: int | None,
             "tokens": tokens or pieces}
 
 
+def start_healthy(command: list[str], name: str, health_url: str, timeout: float,
+                  cwd: Path | None = None) -> Process:
+    """`command` (a storyteller command, kept quiet) answering `health_url`; when it exits or
+    never answers, the bench ends with its last output."""
+    process = Process(command, name, env={"STORYTELLER_QUIET": "1"}, cwd=cwd)
+    try:
+        process.wait_healthy(health_url, timeout)
+    except InputError as failure:
+        raise SystemExit(str(failure)) from None
+    return process
+
+
+def start_serve(model: Path, port: int, *extra: str) -> Process:
+    """`storyteller serve` of `model` on loopback `port`, healthy (a model may take minutes to
+    load and convert)."""
+    return start_healthy([sys.executable, "-m", "storyteller.cli", "serve", "--model",
+                          str(model), "--port", str(port), *extra], "storyteller serve",
+                         f"http://127.0.0.1:{port}/health", timeout=600)
+
+
 def bench_server(model: Path, args, extra: list[str]) -> dict:
     import openai
 
-    from storyteller.processes import free_port
-
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "storyteller.cli", "serve", "--model",
-                                str(model), "--port", str(port), *extra],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True, env={**os.environ, "STORYTELLER_QUIET": "1"})
     url = f"http://127.0.0.1:{port}"
+    server = start_serve(model, port, *extra)
     try:
-        wait(url, process)
         api = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=600)
         name = api.models.list().data[0].id
         seed = (lambda i: None) if args.unseeded else (lambda i: i)
@@ -130,26 +143,8 @@ def bench_server(model: Path, args, extra: list[str]) -> dict:
                                  range(args.streams)))
         wall = time.perf_counter() - started
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        server.stop(grace=60)
     return summarise(single, many, wall)
-
-
-def wait(url: str, process: subprocess.Popen, timeout: float = 600, health: str = "/health",
-         what: str = "storyteller serve") -> None:
-    """Until `url` answers on its `health` path; the process's last words if it exits first."""
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{what} exited: {process.stderr.read()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}{health}", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit(f"{what} did not become healthy")
 
 
 def summarise(single: list[dict], many: list[dict], wall: float) -> dict:
@@ -234,8 +229,21 @@ def table(rows: list[tuple[str, dict]], streams: int = 8) -> str:
     return "\n".join(lines)
 
 
+def rerun(args) -> str:
+    """The command line that measures the same again, recorded beside the results."""
+    return command_line(
+        "bench.serve", f"--model {args.model} --max-tokens {args.max_tokens} "
+        f"--requests {args.requests} --streams {args.streams}"
+        + "".join(f" --set {s}" for s in args.sets)
+        + (f" --backends {args.backends}" if args.engine == "cpu" else "")
+        + (f" --engine {args.engine}" if args.engine != "cpu" else "")
+        + (" --unseeded" if args.unseeded else "")
+        + (" --skip-peer" if args.skip_peer else ""))
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m bench.serve",
+                                     description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("models/quickstart"),
                         help="a model directory written by storyteller merge")
@@ -287,13 +295,7 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
     body = "\n".join([
-        "```", f".venv/bin/python bench/serve.py --model {args.model} --max-tokens "
-        f"{args.max_tokens} --requests {args.requests} --streams {args.streams}"
-        + "".join(f" --set {s}" for s in args.sets)
-        + (f" --backends {args.backends}" if args.engine == "cpu" else "")
-        + (f" --engine {args.engine}" if args.engine != "cpu" else "")
-        + (" --unseeded" if args.unseeded else "")
-        + (" --skip-peer" if args.skip_peer else ""), "```", "",
+        "```", rerun(args), "```", "",
         f"{datetime.date.today()}, commit {commit}, {machine()}:", "",
         table(rows, args.streams), "",
         f"Settings: sampling T 0.8 / top-p 0.95, at most {args.max_tokens} new tokens, "

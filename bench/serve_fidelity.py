@@ -7,7 +7,7 @@ through the endpoint and in-process; reported per engine: stories
 identical, and for the others the first token where they part (floating-point sums in another
 order can flip a near-tie, after which greedy decoding follows another path).
 
-    .venv/bin/python bench/serve_fidelity.py [--model models/quickstart] [--max-tokens 64]
+    .venv/bin/python -m bench.serve_fidelity [--model models/quickstart] [--max-tokens 64]
         [--backends llama.cpp,transformers] [--set KEY=VALUE] [--write docs/BENCHMARKS.md]
 """
 
@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.results import command_line, machine, replace_section
+from bench.serve import PREMISES, messages, start_serve
+from storyteller.processes import free_port
 
-from markdown import machine, replace_section  # noqa: E402
-from serve import PREMISES, messages, wait  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def in_process(model_dir: Path, max_tokens: int) -> tuple[list[str], object]:
@@ -50,25 +47,17 @@ def in_process(model_dir: Path, max_tokens: int) -> tuple[list[str], object]:
 def served(model_dir: Path, backend: str, max_tokens: int, sets: list[str]) -> list[str]:
     import openai
 
-    from storyteller.processes import free_port
-
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "storyteller.cli", "serve", "--model",
-                                str(model_dir), "--port", str(port), "--set",
-                                f"cpu.backend={backend}", *sets], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               env={**os.environ, "STORYTELLER_QUIET": "1"})
     url = f"http://127.0.0.1:{port}"
+    server = start_serve(model_dir, port, "--set", f"cpu.backend={backend}", *sets)
     try:
-        wait(url, process)
         api = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=600)
         name = api.models.list().data[0].id
         return [api.chat.completions.create(model=name, messages=messages(i), temperature=0,
                                             max_tokens=max_tokens).choices[0].message.content
                 for i in range(len(PREMISES))]
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        server.stop(grace=60)
 
 
 def parting(local: list[int], remote: list[int]) -> int | None:
@@ -80,7 +69,8 @@ def parting(local: list[int], remote: list[int]) -> int | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.serve_fidelity",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("models/quickstart"))
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--backends", default="llama.cpp,transformers")
@@ -107,9 +97,9 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
     body = "\n".join([
-        "```", f".venv/bin/python bench/serve_fidelity.py --model {args.model} --max-tokens "
-        f"{args.max_tokens} --backends {args.backends}"
-        + "".join(f" --set {s}" for s in args.sets), "```", "",
+        "```", command_line("bench.serve_fidelity", f"--model {args.model} --max-tokens "
+                            f"{args.max_tokens} --backends {args.backends}"
+                            + "".join(f" --set {s}" for s in args.sets)), "```", "",
         f"{datetime.date.today()}, commit {commit}, {machine()}:", "", *lines, "",
         f"Greedy, at most {args.max_tokens} new tokens, the 8 bench prompts; the served text "
         "is re-tokenised to compare token by token."])

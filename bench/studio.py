@@ -10,7 +10,7 @@ Measured per contender, over N stories (the same premises, genres, styles and se
 - done: → the story is finished (for the studio: the word count under the story, drawn once
   the version is saved and the page redrawn).
 
-    .venv/bin/python bench/studio.py [--model models/quickstart] [--max-tokens 128]
+    .venv/bin/python -m bench.studio [--model models/quickstart] [--max-tokens 128]
         [--stories 6] [--write docs/BENCHMARKS.md]
 """
 
@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,28 +27,23 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.results import command_line, machine, replace_section
+from bench.serve import PREMISES, start_healthy, start_serve
+from storyteller.processes import Process, free_port
 
-from markdown import machine, replace_section  # noqa: E402
-from serve import PREMISES, wait  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
-def start(command: list[str], health: str, process_wait) -> subprocess.Popen:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True,
-                               env={**os.environ, "STORYTELLER_QUIET": "1"})
-    process_wait(health, process)
-    return process
-
-
-def wait_studio(url: str, process: subprocess.Popen) -> None:
-    wait(url, process, timeout=120, health="/_stcore/health", what="storyteller app")
+def start_studio(endpoint: str, port: int, library: Path) -> Process:
+    """`storyteller app` on `endpoint`, on loopback `port`, answering Streamlit's health check."""
+    return start_healthy([sys.executable, "-m", "storyteller.cli", "app", "--endpoint",
+                          endpoint, "--port", str(port), "--library", str(library)],
+                         "storyteller app", f"http://127.0.0.1:{port}/_stcore/health",
+                         timeout=120)
 
 
 def direct(url: str, model: str, index: int, max_tokens: int) -> dict:
@@ -129,7 +122,8 @@ def row(name: str, runs: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m bench.studio",
+                                     description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("models/quickstart"))
     parser.add_argument("--max-tokens", type=int, default=128)
@@ -137,8 +131,6 @@ def main() -> None:
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
-
-    from storyteller.processes import free_port
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -148,12 +140,8 @@ def main() -> None:
     processes = []
     library = Path(tempfile.mkdtemp()) / "bench-library.sqlite"
     try:
-        processes.append(start([sys.executable, "-m", "storyteller.cli", "serve", "--model",
-                                str(args.model), "--port", str(serve_port)],
-                               url, wait))
-        processes.append(start([sys.executable, "-m", "storyteller.cli", "app", "--endpoint",
-                                url, "--port", str(app_port), "--library", str(library)],
-                               studio, wait_studio))
+        processes.append(start_serve(args.model, serve_port))
+        processes.append(start_studio(url, app_port, library))
         model = args.model.name
         direct(url, model, 0, 8)  # warm-up
         straight = [direct(url, model, i, args.max_tokens) for i in range(args.stories)]
@@ -167,8 +155,7 @@ def main() -> None:
             browser.close()
     finally:
         for process in processes:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=60)
+            process.stop(grace=60)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
     ratio = statistics.median(r["whole"] for r in through) / \
@@ -176,8 +163,8 @@ def main() -> None:
     streaming = statistics.median(r["last"] for r in through) / \
         statistics.median(r["last"] for r in straight)
     body = "\n".join([
-        "```", f".venv/bin/python bench/studio.py --model {args.model} --max-tokens "
-        f"{args.max_tokens} --stories {args.stories}", "```", "",
+        "```", command_line("bench.studio", f"--model {args.model} --max-tokens "
+                            f"{args.max_tokens} --stories {args.stories}"), "```", "",
         f"{datetime.date.today()}, commit {commit}, {machine()}, Debian chromium headless:", "",
         "| contender | first text p50 s | first text max s | last text p50 s "
         "| done p50 s |", "|---|---:|---:|---:|---:|",

@@ -3,7 +3,7 @@
 Reports accuracy over all stories and, per confidence floor, the share of stories tagged
 (coverage) and the accuracy among them — the trade-off behind `tags.min_confidence`.
 
-    .venv/bin/python bench/tagger.py [--write docs/BENCHMARKS.md]
+    .venv/bin/python -m bench.tagger [--write docs/BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.tagger",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     stories = [json.loads(line) for path in sorted((ROOT / "corpora/starter").glob("*.jsonl"))

@@ -2,7 +2,7 @@
 `storyteller serve` of a model, `storyteller app` on it, a writer in headless Chromium filling in
 a title, a premise, a genre and a style, pressing Write and waiting for the story to finish.
 
-    .venv/bin/python scripts/studio_screenshot.py [--model models/quickstart]
+    .venv/bin/python -m scripts.studio_screenshot [--model models/quickstart]
         [--out docs/studio-write.png] [--seed 3] [--max-tokens 256]
 
 The seed makes the picture the same story on the same model and CPU engine; re-run it whenever
@@ -12,21 +12,16 @@ the Write page changes, so the README shows the page as it is.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import signal
-import socket
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.serve import start_serve
+from bench.studio import CHROMIUM_ARGS, fill_request, start_studio
+from storyteller.processes import free_port, port_is_free
 
-from serve import wait  # noqa: E402
-from studio import CHROMIUM_ARGS, fill_request, start, wait_studio  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # Pressing Write scrolls the page to the story; the picture starts at the page's top.
 TO_TOP = "() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })"
@@ -45,13 +40,9 @@ def write_story(page, genre: str, style: str, seed: int, max_tokens: int) -> Non
     page.wait_for_timeout(1000)  # the last redraw settles
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) != 0
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m scripts.studio_screenshot",
+                                     description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("models/quickstart"),
                         help="a merged model directory (storyteller merge)")
@@ -69,19 +60,15 @@ def main() -> None:
         raise SystemExit("needs a Chromium on PATH: Debian's chromium package")
     from playwright.sync_api import sync_playwright
 
-    from storyteller.processes import free_port
-
     # The endpoint on its usual port where that is free, so the sidebar shows the usual URL.
-    serve_port, app_port = (8000 if port_free(8000) else free_port()), free_port()
+    serve_port = 8000 if port_is_free("127.0.0.1", 8000) else free_port()
+    app_port = free_port()
     url, studio = f"http://127.0.0.1:{serve_port}", f"http://127.0.0.1:{app_port}"
     library = Path(tempfile.mkdtemp()) / "screenshot-library.sqlite"
     processes = []
     try:
-        processes.append(start([sys.executable, "-m", "storyteller.cli", "serve", "--model",
-                                str(args.model), "--port", str(serve_port)], url, wait))
-        processes.append(start([sys.executable, "-m", "storyteller.cli", "app", "--endpoint",
-                                url, "--port", str(app_port), "--library", str(library)],
-                               studio, wait_studio))
+        processes.append(start_serve(args.model, serve_port))
+        processes.append(start_studio(url, app_port, library))
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -97,8 +84,7 @@ def main() -> None:
             browser.close()
     finally:
         for process in processes:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=60)
+            process.stop(grace=60)
     print(f"wrote {args.out}")
 
 

@@ -99,6 +99,16 @@ class Process:
     def last_words(self, lines: int = 15) -> str:
         return "\n  ".join(list(self.tail)[-lines:])
 
+    def output(self) -> str:
+        """All the lines kept (the last `keep`), stdout and stderr together."""
+        return "\n".join(self.tail)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Until the process exits by itself: its exit code, once its last output is read."""
+        code = self.process.wait(timeout=timeout)
+        self._drained.join(timeout=2)
+        return code
+
     def wait_healthy(self, url: str, timeout: float,
                      progress: Callable[[], None] | None = None, slow_hint: str = "") -> None:
         """Poll `url` until it answers 200; fail with the process's last output if it exits

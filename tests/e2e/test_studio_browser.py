@@ -9,19 +9,18 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from storyteller.processes import free_port
+from storyteller.processes import Process, free_port
 from storyteller.studio.library import StoryLibrary
 from tests.conftest import ROOT
+from tests.integration.served import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -51,25 +50,13 @@ def studio(tiny_endpoint, tmp_path):
     url, _, _ = tiny_endpoint
     port = free_port()
     library = tmp_path / "library.sqlite"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "storyteller.cli", "app", "--endpoint", url, "--library",
-         str(library), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True, env={**os.environ, "STORYTELLER_QUIET": "1"})
+    process = Process([sys.executable, "-m", "storyteller.cli", "app", "--endpoint", url,
+                       "--library", str(library), "--port", str(port)], "storyteller app",
+                      env={"STORYTELLER_QUIET": "1"})
     address = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        assert process.poll() is None, process.stdout.read()
-        try:
-            with urllib.request.urlopen(f"{address}/_stcore/health", timeout=2) as answer:
-                if answer.read() == b"ok":
-                    break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "the studio did not start"
-        time.sleep(0.3)
+    wait_for(address, process, timeout=90, health="/_stcore/health")
     yield address, library
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    process.stop(grace=30)
 
 
 def shot(page, name: str) -> None:
@@ -185,7 +172,7 @@ def test_readme_picture_is_drawn_from_the_running_studio(tiny_endpoint, tmp_path
 
     _, _, model_dir = tiny_endpoint
     out = tmp_path / "write.png"
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "studio_screenshot.py"),
+    result = subprocess.run([sys.executable, "-m", "scripts.studio_screenshot",
                              "--model", str(model_dir), "--out", str(out), "--max-tokens", "24"],
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -196,7 +183,7 @@ def test_readme_picture_is_drawn_from_the_running_studio(tiny_endpoint, tmp_path
 
 
 def test_readme_picture_script_refuses_a_folder_that_is_not_a_model(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "studio_screenshot.py"),
+    result = subprocess.run([sys.executable, "-m", "scripts.studio_screenshot",
                              "--model", str(tmp_path), "--out", str(tmp_path / "x.png")],
                             capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 1 and "storyteller merge" in result.stderr

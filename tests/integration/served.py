@@ -3,47 +3,45 @@ merged, and served by the CPU engine behind the gateway."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from storyteller.processes import free_port
+from storyteller.errors import InputError
+from storyteller.processes import Process, free_port
 from tests.conftest import run_cli
 from tests.integration.finetune_data import train_tiny, write_data
 
-
-def wait_for(url: str, process: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read()
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.5)
-    raise AssertionError("server did not become healthy")
+# Enough lines to hold a server's whole account of a failure: the engine's last words
+# follow the line that says it exited.
+KEEP_LINES = 200
 
 
-def start_server(model_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+def wait_for(url: str, process: Process, timeout: float = 240, health: str = "/health") -> None:
+    """Until `url` answers on its `health` path; a process that exits or never answers (it is
+    then stopped) fails the test with its last output."""
+    try:
+        process.wait_healthy(f"{url}{health}", timeout)
+    except InputError as failure:
+        # What went wrong (exit code, or the time waited), then every line kept, not only the
+        # last few the error quotes.
+        what = str(failure).splitlines()[0]
+        raise AssertionError(f"{what}\n{process.output()}") from None
+
+
+def start_server(model_dir: Path, *extra: str) -> tuple[Process, str]:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "storyteller.cli", "serve", "--model", str(model_dir),
-         "--port", str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "STORYTELLER_QUIET": "1"}, start_new_session=True)
+    process = Process([sys.executable, "-m", "storyteller.cli", "serve", "--model",
+                       str(model_dir), "--port", str(port), *extra], "storyteller serve",
+                      env={"STORYTELLER_QUIET": "1"}, keep=KEEP_LINES)
     url = f"http://127.0.0.1:{port}"
     wait_for(url, process)
     return process, url
 
 
-def stop_server(process: subprocess.Popen) -> int:
-    process.send_signal(signal.SIGTERM)
-    return process.wait(timeout=60)
+def stop_server(process: Process) -> int:
+    """TERM to its process group, as a supervisor stops it (KILL a minute later): its exit
+    code."""
+    return process.stop(grace=60)
 
 
 def tiny_model(root: Path) -> Path:

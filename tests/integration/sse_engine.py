@@ -22,7 +22,8 @@ class SseEngine:
     """Streams `pieces` words per chat request; with break_off=True it stops halfway through
     an event and closes the connection (an engine that died mid-story)."""
 
-    def __init__(self, model: str = "tiny", pieces: int = 20, break_off: bool = False):
+    def __init__(self, model: str = "tiny", pieces: int = 20, break_off: bool = False,
+                 port: int = 0):
         self.model, self.pieces, self.break_off = model, pieces, break_off
         self.events = [chunk(model, i, f"word{i} ") for i in range(pieces)]
         owner = self
@@ -60,7 +61,7 @@ class SseEngine:
             def send_chunk(self, data: bytes) -> None:
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -79,7 +80,7 @@ class Gateway:
     thread, as `storyteller serve` runs it."""
 
     def __init__(self, engine_url: str, engine_kind: str, served: str = "tiny",
-                 engine_model: str | None = None):
+                 engine_model: str | None = None, port: int = 0):
         import uvicorn
 
         from storyteller.processes import free_port
@@ -87,7 +88,7 @@ class Gateway:
 
         models = {served: ServedModel(served, engine_model or served, 2048)}
         app = create_app(GatewaySettings(engine_url, engine_kind, models))
-        port = free_port()
+        port = port or free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                                     log_level="warning", access_log=False))
@@ -109,7 +110,7 @@ class Gateway:
 def main() -> None:
     """`python -m tests.integration.sse_engine engine|gateway ...`: either half in its own
     process, for bench/gateway.py (one process each keeps them off each other's interpreter
-    lock)."""
+    lock); on --port where given, and its URL printed once it listens."""
     import argparse
     import time
 
@@ -120,11 +121,12 @@ def main() -> None:
     parser.add_argument("--engine-url", default="")
     parser.add_argument("--kind", default="vllm")
     parser.add_argument("--engine-model", default=None)
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
     args = parser.parse_args()
     if args.role == "engine":
-        server = SseEngine(args.model, args.pieces)
+        server = SseEngine(args.model, args.pieces, port=args.port)
     else:
-        server = Gateway(args.engine_url, args.kind, args.model, args.engine_model)
+        server = Gateway(args.engine_url, args.kind, args.model, args.engine_model, args.port)
     with server:
         print(server.url, flush=True)
         while True:

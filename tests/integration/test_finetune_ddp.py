@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
+
 import pytest
 
+from storyteller.processes import free_port
 from tests.conftest import ROOT
 from tests.integration.finetune_data import write_data
 from tests.integration.test_finetune import QUICKSTART, TINY, adapter, config, max_difference
@@ -22,12 +23,6 @@ COMMON = ["train.max_steps=3", "eval.every_steps=0", "checkpoint.every_steps=0",
           "train.max_grad_norm=0",
           # fp32: the sum over two processes equals the double batch only up to bf16 rounding
           "model.precision=fp32"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_process_ddp_equals_one_process_with_double_batch(tmp_path):

@@ -341,7 +341,7 @@ def test_an_engine_that_dies_takes_the_endpoint_down_with_its_reason(model_dir):
     [engine] = psutil.Process(process.pid).children()
     engine.kill()
     assert process.wait(timeout=60) == 1
-    assert "the engine exited" in process.stderr.read()
+    assert "the engine exited" in process.output()
 
 
 def test_a_taken_port_is_reported_before_the_engine_loads(model_dir):

@@ -1,5 +1,6 @@
-"""What the bench scripts share: the machine they ran on, in words, and replacing their own
-section of docs/BENCHMARKS.md (from its heading to the next `## `), leaving the rest as it is."""
+"""What the benches share when they report: the machine they ran on, in words, the command that
+runs them again, and replacing their own section of docs/BENCHMARKS.md (from its heading to the
+next `## `), leaving the rest as it is."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ def machine() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.node()} ({torch.get_num_threads()} threads, {cpu}, {gpu}), torch {torch.__version__}"
+    return (f"{platform.node()} ({torch.get_num_threads()} threads, {cpu}, {gpu}), "
+            f"torch {torch.__version__}")
+
+
+def command_line(module: str, *args: str) -> str:
+    """The command that runs bench `module` again with `args`, from the checkout's root."""
+    return " ".join([".venv/bin/python", "-m", module, *args])
 
 
 def replace_section(path: Path, heading: str, section: str) -> None:
