@@ -28,28 +28,29 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def port_is_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def check_port(host: str, port: int) -> None:
-    """Fail before anything spends minutes loading if the address is taken."""
+def bind_error(host: str, port: int) -> OSError | None:
+    """Why nothing could listen on host:port now (None: it could)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise InputError.at(f"--host {host} --port {port}", f"cannot listen there: "
-                                f"{exc.strerror or exc}", "pick another --port, or stop what "
-                                "runs there (another storyteller serve?)") from None
+            return exc
+    return None
+
+
+def port_is_free(host: str, port: int) -> bool:
+    return bind_error(host, port) is None
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail before anything spends minutes loading if the address is taken."""
+    error = bind_error(host, port)
+    if error is not None:
+        raise InputError.at(f"--host {host} --port {port}", f"cannot listen there: "
+                            f"{error.strerror or error}", "pick another --port, or stop what "
+                            "runs there (another storyteller serve?)")
 
 
 def answers(url: str, timeout: float = 2) -> bool:
