@@ -178,21 +178,27 @@ def tale_text(raw: str, last: bool = False) -> str:
 
 def read_gutenberg(path: Path, encoding: str = "auto") -> Iterator[RawStory | Rejected]:
     text, _ = read_text(path, encoding)
+    yield from book_records(text, str(path))
+
+
+def book_records(text: str, source: str) -> Iterator[RawStory | Rejected]:
+    """The stories of a Project Gutenberg book given as plain text (a .txt file, or an HTML
+    edition turned into text), each with its title and line; what is not a story, rejected."""
     try:
         body = strip_boilerplate(text)
     except InputError as exc:
-        raise InputError.at(str(path), exc.problems[0].message, exc.problems[0].hint) from None
+        raise InputError.at(source, exc.problems[0].message, exc.problems[0].hint) from None
     offset_line = text[:text.find(body[:200])].count("\n") if body[:200] in text else 0
     tales = find_tales(body)
     if not tales:
-        raise InputError.at(str(path), "found no contents list and no headings to split the book",
+        raise InputError.at(source, "found no contents list and no headings to split the book",
                             "use --format text with a separator regex for this book")
     bounds = [start for _, start, _ in tales[1:]] + [len(body)]
     for index, ((title, start, text_start), end) in enumerate(zip(tales, bounds)):
         story = tale_text(body[text_start:end], last=index == len(tales) - 1)
         line = offset_line + body.count("\n", 0, start) + 1
         if not story:
-            yield Rejected(str(path), line, "empty", f"tale {title!r} has no text")
+            yield Rejected(source, line, "empty", f"tale {title!r} has no text")
             continue
-        yield RawStory(text=story, source=str(path), line=line, position=index,
+        yield RawStory(text=story, source=source, line=line, position=index,
                        meta={"title": _title_case(title)})
