@@ -21,6 +21,9 @@ class RawStory:
     position: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     input: int = -1  # which of the run's inputs it came from (set by the run)
+    # What the reader took out of the text and how often (footnotes, illustrations), for the
+    # report.
+    removed: dict[str, int] = field(default_factory=dict)
 
     @property
     def where(self) -> str:

@@ -1,41 +1,51 @@
-"""Project Gutenberg books: strip the header, footer and licence, then split the book into its
-stories using its contents list, or its headings where it has no contents list.
+"""Project Gutenberg books of every era: strip the header, footer and licence, then divide the
+book into its stories (storyteller.curate.sources.book) and clean each story's text.
 
-Headings match contents entries after normalisation (case, a leading "THE", Roman numerals,
-bracketed alternatives), in order, so a capitalised line inside a tale that the contents list
-does not name never splits it. Contents entries that name parts of a tale ("FIRST STORY",
-"PART II", numbered sub-entries) stay inside that tale."""
+Headers and footers seen since the 1990s: the modern `*** START OF THE PROJECT GUTENBERG EBOOK
+… ***` (also `THIS`, `ETEXT`, a comma after EBOOK, the marker wrapped over two lines); the Etext
+header whose licence ends `*END*THE SMALL PRINT! FOR PUBLIC DOMAIN ETEXTS*…*END*`; footers from
+`*** END OF THE PROJECT GUTENBERG EBOOK` to `End of Project Gutenberg's Etext of …` and a licence
+printed after the book; and books with a header but no footer. The book is what lies between the
+last header marker and the first footer marker after it."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from storyteller.curate.decode import read_text
 from storyteller.curate.records import Rejected, RawStory
+from storyteller.curate.sources.book import find_sections, heading_key  # noqa: F401 (re-exported)
 from storyteller.errors import InputError
 
-_START = re.compile(r"^\*{3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK[^*]*\*{3}[ \t]*$",
-                    re.MULTILINE | re.IGNORECASE)
-_END = re.compile(r"^\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK",
-                  re.MULTILINE | re.IGNORECASE)
-_CONTENTS = re.compile(r"^[ \t]*(?:TABLE OF )?CONTENTS[:.]?[ \t]*$", re.MULTILINE | re.IGNORECASE)
-_ROMAN = r"(?:[IVXLC]+|\d+)"
-_NUMBER_PREFIX = re.compile(rf"^\s*(?:{_ROMAN})\.?\s+", re.IGNORECASE)
-_PART_ENTRY = re.compile(
-    r"^(?:(?:FIRST|SECOND|THIRD|FOURTH|FIFTH|SIXTH|SEVENTH|LAST)\s+(?:STORY|PART|CHAPTER)"
-    r"|(?:PART|CHAPTER|STORY|BOOK)\s+(?:THE\s+)?\w+)$", re.IGNORECASE)
-_LONE_NUMBER = re.compile(rf"^[ \t]*(?:{_ROMAN})\.?[ \t]*$", re.MULTILINE)
-_CAPS_HEADING = re.compile(r"^[^a-z\n]*[A-Z]{2}[^a-z\n]*$")
-_END_LINE = re.compile(r"^\s*THE END\.?\s*$", re.MULTILINE | re.IGNORECASE)
-_FOOTER_LINE = re.compile(r"^\s*End of (?:the |this )?Project Gutenberg.*$", re.MULTILINE | re.IGNORECASE)
+_FLAGS = re.MULTILINE | re.IGNORECASE
+# Where the book begins: after the last of these in the first half of the file.
+_STARTS = (
+    re.compile(r"^\*{3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG E-?(?:BOOK|TEXT)\b.*$", _FLAGS),
+    re.compile(r"^\W*END\W*THE SMALL PRINT\b.*$", _FLAGS),
+)
+# Where it ends: at the first of these after its beginning.
+_ENDS = (
+    re.compile(r"^\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG", _FLAGS),
+    re.compile(r"^\W*End of (?:the |this )?Project Gutenberg", _FLAGS),
+    re.compile(r"^\W*START\W*THE SMALL PRINT\b", _FLAGS),
+    re.compile(r"^\W*The Legal Small Print\W*$", _FLAGS),
+)
+# A banner that names the file as a Project Gutenberg book, in any era.
+_BANNER = re.compile(r"^\W*(?:This is )?(?:The )?Project Gutenberg(?:'s|’s)? "
+                     r"(?:E-?text|E-?book|Edition)s?\b", _FLAGS)
+_LONE_NUMBER = re.compile(r"^[ \t]*(?:[IVXLC]+|\d+)\.?[ \t]*$", re.MULTILINE)
+_END_LINE = re.compile(r"^\s*(?:THE END|FINIS)\.?\s*$", _FLAGS)
 _SEPARATOR_LINE = re.compile(r"^[ \t]*\*(?:[ \t]*\*){2,}[ \t]*$", re.MULTILINE)
-
-
+# [Footnote 3: …], [Illustration: …], [Picture: …]: notes and pictures, not the story's words.
+_BRACKETED = re.compile(r"\[(Footnote|Illustration|Picture|Sidenote)\b[^\]]*\]", re.IGNORECASE)
+_FOOTNOTE_MARK = re.compile(r"(?<=\S)\[(?:\d+|[a-z*†‡])\]")
 def is_gutenberg(text: str) -> bool:
-    return bool(_START.search(_join_split_marker(text[:50000])))
+    """A Project Gutenberg book of any era, from its first 50,000 characters."""
+    head = _join_split_marker(text[:50000])
+    return any(marker.search(head) for marker in _STARTS) or bool(_BANNER.search(head[:5000]))
 
 
 def _join_split_marker(text: str) -> str:
@@ -45,100 +55,25 @@ def _join_split_marker(text: str) -> str:
 
 
 def strip_boilerplate(text: str) -> str:
-    """The book between the START and END markers (header, footer and licence removed)."""
+    """The book between the header and the footer (licence included in either removed)."""
     text = _join_split_marker(text)
-    start = _START.search(text)
-    if not start:
-        raise InputError.at("gutenberg", "no '*** START OF ... PROJECT GUTENBERG EBOOK' marker",
+    half = max(len(text) // 2, 1)
+    begin = max((m.end() for marker in _STARTS for m in marker.finditer(text, 0, half)),
+                default=-1)
+    if begin < 0:
+        raise InputError.at("gutenberg", "no '*** START OF ... PROJECT GUTENBERG EBOOK' marker "
+                            "nor an Etext licence ending '*END*THE SMALL PRINT'",
                             "is this a Project Gutenberg file? else choose another --format")
-    end = _END.search(text, start.end())
-    return text[start.end():end.start() if end else len(text)]
-
-
-def heading_key(line: str) -> str:
-    """A heading or contents entry, normalised for matching one against the other."""
-    line = re.sub(r"\[[^\]]*\]", " ", line)
-    line = _NUMBER_PREFIX.sub("", line).upper().replace("’", "'")
-    line = re.sub(r"^THE\s+", "", line.strip())
-    return re.sub(r"[^A-Z0-9]+", "", line)
-
-
-@dataclass(frozen=True)
-class Entry:
-    title: str
-    key: str
-
-
-def contents_entries(body: str) -> tuple[list[Entry], int]:
-    """The tales a contents list names and where the list ends; ([], 0) where there is none."""
-    match = _CONTENTS.search(body)
-    if not match:
-        return [], 0
-    lines = body[match.end():].split("\n")
-    entries: list[tuple[int, str]] = []
-    blank_run = 0
-    offset = match.end()
-    end = offset
-    for line in lines:
-        offset += len(line) + 1
-        if not line.strip():
-            blank_run += 1
-            if entries and blank_run >= 3:
-                break
-            continue
-        blank_run = 0
-        entries.append((len(line) - len(line.lstrip()), line.strip()))
-        end = offset
-    if not entries:
-        return [], 0
-    top = min(indent for indent, _ in entries)
-    tales = []
-    for indent, title in entries:
-        name = _NUMBER_PREFIX.sub("", title).strip()
-        # Deeper-indented entries and part names are sections of the tale above them; an entry
-        # that starts in lower case is a stray line, not a title.
-        if indent > top or _PART_ENTRY.match(name) or not name[:1].isupper():
-            continue
-        tales.append(Entry(title=re.sub(r"\s*\[[^\]]*\]", "", name).strip(), key=heading_key(name)))
-    return tales, end
-
-
-def _standalone_lines(body: str, start: int) -> Iterator[tuple[int, int, str]]:
-    """(start, end, text) of each non-blank line that follows a blank line."""
-    for match in re.finditer(r"(?<=\n\n)([^\n]+)\n", body[start:]):
-        yield start + match.start(1), start + match.end(), match.group(1).strip()
+    end = min((m.start() for marker in _ENDS for m in [marker.search(text, begin)] if m),
+              default=len(text))
+    return text[begin:end]
 
 
 def find_tales(body: str) -> list[tuple[str, int, int]]:
-    """(title, heading position, text start) of each tale in the book body."""
-    entries, contents_end = contents_entries(body)
-    found: list[tuple[str, int, int]] = []
-    if entries:
-        wanted = 0
-        for start, end, line in _standalone_lines(body, contents_end):
-            if (wanted < len(entries) and line[:1].isupper()
-                    and heading_key(line) == entries[wanted].key):
-                found.append((entries[wanted].title, start, end))
-                wanted += 1
-        if found:
-            return found
-    # No usable contents list: numbered headings ("II." on its own line, the title on the next
-    # short line) or ALL-CAPS lines, each after two blank lines.
-    numbered = list(re.finditer(r"(?<=\n\n\n)(?:[IVXLC]+|\d+)\.?[ \t]*\n", body))
-    if len(numbered) >= 2:
-        for match in numbered:
-            title_match = re.match(r"\s*\n([^\n]{1,80})\n\s*\n", body[match.end() - 1:])
-            title = title_match.group(1).strip() if title_match else ""
-            if title and len(title.split()) <= 10 and not title.endswith((".", ",", ";")):
-                found.append((title, match.start(), match.end() - 1 + title_match.end()))
-            else:
-                found.append((match.group(0).strip(), match.start(), match.end()))
-        return found
-    for match in re.finditer(r"(?<=\n\n\n)([^\n]+)\n", body):
-        line = match.group(1).strip()
-        if _CAPS_HEADING.match(line) and len(line.split()) <= 12 and not _LONE_NUMBER.match(line):
-            found.append((_NUMBER_PREFIX.sub("", line).strip(), match.start(1), match.end()))
-    return found
+    """(title, heading position, text start) of each story in the book body."""
+    structure = find_sections(body)
+    return [(s.title, s.start, s.text_start) for s in structure.sections
+            if s.kind == "story"] if structure else []
 
 
 _SMALL_WORDS = {"a", "an", "and", "as", "at", "but", "by", "for", "in", "of", "on", "or", "the",
@@ -165,15 +100,41 @@ def unwrap(text: str) -> str:
     return "\n\n".join(joined)
 
 
+def remove_notes(text: str) -> tuple[str, dict[str, int]]:
+    """The text without [Footnote …] / [Illustration …] / [Picture …] blocks and footnote marks,
+    and how many of each went."""
+    removed: dict[str, int] = {}
+
+    def drop(match: re.Match) -> str:
+        kind = match.group(1).lower()
+        kind = "illustrations" if kind in ("illustration", "picture") else kind + "s"
+        removed[kind] = removed.get(kind, 0) + 1
+        return ""
+
+    text = _BRACKETED.sub(drop, text)
+    marks = len(_FOOTNOTE_MARK.findall(text))
+    if marks:
+        removed["footnote marks"] = marks
+        text = _FOOTNOTE_MARK.sub("", text)
+    return text, removed
+
+
 def tale_text(raw: str, last: bool = False) -> str:
-    """A tale's text without lone chapter numbers, a closing THE END and, for the book's last
-    tale, back matter after a final separator line (an afterword is not part of the tale)."""
-    text = _FOOTER_LINE.sub("", _LONE_NUMBER.sub("", raw))
+    """A tale's text without lone chapter numbers, notes and pictures, a closing THE END and,
+    for the book's last tale, back matter after a final separator line or THE END."""
+    return clean_tale(raw, last)[0]
+
+
+def clean_tale(raw: str, last: bool = False) -> tuple[str, dict[str, int]]:
+    text, removed = remove_notes(_LONE_NUMBER.sub("", raw))
     if last:
+        ending = list(_END_LINE.finditer(text))
+        if ending and len(text) - ending[-1].end() < 0.5 * len(text):
+            text = text[:ending[-1].start()]
         separators = list(_SEPARATOR_LINE.finditer(text))
         if separators and len(text) - separators[-1].end() < 0.5 * len(text):
             text = text[:separators[-1].start()]
-    return unwrap(_END_LINE.sub("", text))
+    return unwrap(_END_LINE.sub("", text)), removed
 
 
 def read_gutenberg(path: Path, encoding: str = "auto") -> Iterator[RawStory | Rejected]:
@@ -181,24 +142,54 @@ def read_gutenberg(path: Path, encoding: str = "auto") -> Iterator[RawStory | Re
     yield from book_records(text, str(path))
 
 
-def book_records(text: str, source: str) -> Iterator[RawStory | Rejected]:
-    """The stories of a Project Gutenberg book given as plain text (a .txt file, or an HTML
-    edition turned into text), each with its title and line; what is not a story, rejected."""
+@dataclass
+class BookReading:
+    """What reading a book found: its stories and rejected sections in order, how it was
+    divided, and anything a person should check."""
+
+    records: list[RawStory | Rejected]
+    method: str
+    notes: list[str] = field(default_factory=list)
+
+
+def read_book(text: str, source: str) -> BookReading:
     try:
         body = strip_boilerplate(text)
     except InputError as exc:
         raise InputError.at(source, exc.problems[0].message, exc.problems[0].hint) from None
     offset_line = text[:text.find(body[:200])].count("\n") if body[:200] in text else 0
-    tales = find_tales(body)
-    if not tales:
+    structure = find_sections(body)
+    if structure is None or not any(s.kind == "story" for s in structure.sections):
         raise InputError.at(source, "found no contents list and no headings to split the book",
                             "use --format text with a separator regex for this book")
-    bounds = [start for _, start, _ in tales[1:]] + [len(body)]
-    for index, ((title, start, text_start), end) in enumerate(zip(tales, bounds)):
-        story = tale_text(body[text_start:end], last=index == len(tales) - 1)
-        line = offset_line + body.count("\n", 0, start) + 1
-        if not story:
-            yield Rejected(source, line, "empty", f"tale {title!r} has no text")
+    stories = [s for s in structure.sections if s.kind == "story"]
+    records: list[RawStory | Rejected] = []
+    for section in structure.sections:
+        line = offset_line + body.count("\n", 0, section.start) + 1
+        raw = body[section.text_start:section.end]
+        if section.kind in ("front_matter", "back_matter"):
+            if len(raw.split()) < 5:  # a heading alone ("THE END"): nothing was left out
+                continue
+            records.append(Rejected(source, line, section.kind, f"{section.title!r}: "
+                                    f"{len(raw.split())} words"))
             continue
-        yield RawStory(text=story, source=source, line=line, position=index,
-                       meta={"title": _title_case(title)})
+        if section.kind == "part":
+            if len(raw.split()) >= 20:  # an untitled note under a part heading
+                records.append(Rejected(source, line, "front_matter", f"text under "
+                                        f"{section.title!r} before its first story: "
+                                        f"{len(raw.split())} words"))
+            continue
+        story, removed = clean_tale(raw, last=section is stories[-1])
+        if not story:
+            records.append(Rejected(source, line, "empty", f"tale {section.title!r} has no text"))
+            continue
+        records.append(RawStory(text=story, source=source, line=line,
+                                position=stories.index(section),
+                                meta={"title": _title_case(section.title)}, removed=removed))
+    return BookReading(records, structure.method, structure.notes)
+
+
+def book_records(text: str, source: str) -> Iterator[RawStory | Rejected]:
+    """The stories of a Project Gutenberg book given as plain text (a .txt file, or an HTML
+    edition turned into text), each with its title and line; what is not a story, rejected."""
+    yield from read_book(text, source).records
