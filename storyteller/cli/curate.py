@@ -18,20 +18,30 @@ FORMATS_HELP = ("Input format (default: detected per file): jsonl, json, csv, pa
 def curate(
     paths: Annotated[list[str], typer.Argument(help="Input files or folders (or a datasets hub "
                                                     "id).", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory for the curated "
-                                                          "dataset.", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory for the "
+                                                "curated dataset (not with --preview).",
+                                                show_default=False)] = None,
     config: Annotated[Optional[Path], config_option("configs/curate/default.yaml")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help=FORMATS_HELP)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for splits and "
                                                                "augmentation.")] = None,
     sets: Annotated[Optional[list[str]], set_option("dedup.threshold=0.6")] = None,
+    preview: Annotated[bool, typer.Option("--preview", help="Read and divide the inputs only and "
+                                          "show what was found (format, every story, front and "
+                                          "back matter, warnings); write nothing.")] = False,
 ) -> None:
     """Turn story files into clean, deduplicated, leakage-safe prompt–story pairs.
 
     Writes OUT/train.jsonl, val.jsonl, test.jsonl, rejects.jsonl, manifest.json and report.md
     with charts. Same inputs and seed give byte-identical outputs. Manual: docs/curate.md.
 
+    Check a book or a folder first with --preview: it shows each input's format and why, how a
+    book was divided, every story found (line, title, words, first words), the front and back
+    matter set aside, and warnings where the division looks wrong.
+
     Examples:
+
+      storyteller curate my_book.txt --preview
 
       storyteller curate corpora/starter --out data/starter
 
@@ -48,4 +58,14 @@ def curate(
                              f"use one of: {', '.join(FORMATS)}")
     cfg = load_config(CurateConfig, config, sets or [],
                       {"source.format": ("--format", fmt), "seed": ("--seed", seed)})
+    if preview:
+        from storyteller.console import console
+        from storyteller.curate.preview import show
+        from storyteller.curate.run import preview as read_only
+
+        show(read_only(paths, cfg), console)
+        return
+    if out is None:
+        raise ConfigError.at("--out", "where should the curated dataset go?",
+                             "e.g. --out data/mine (or --preview to only look)")
     run(paths, out, cfg)

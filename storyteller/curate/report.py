@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
+from storyteller.curate.preview import markdown as preview_markdown
 from storyteller.curate.split import SPLITS
 from storyteller.plots import pyplot, save_png
 
@@ -56,7 +57,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def write_report(out: Path, manifest: dict[str, Any], stories, clusters,
-                 rejects: list[dict[str, Any]], charts: bool = True) -> list[str]:
+                 rejects: list[dict[str, Any]], charts: bool = True,
+                 readings: Sequence[Any] = ()) -> list[str]:
     """Write report.md (and its charts); the names of the files written."""
     counts = manifest["counts"]
     written = []
@@ -83,6 +85,10 @@ def write_report(out: Path, manifest: dict[str, Any], stories, clusters,
         _table(["path", "format", "stories", "sha256"],
                [(i["path"], i["format"], i["stories"], (i["sha256"] or "")[:16]) for i in manifest["inputs"]]),
         "",
+        *(["## What was read", "",
+           "Each input's stories as the reader found them (before cleaning and filters): check "
+           "that a book was divided where its stories begin.", "",
+           preview_markdown(readings, limit=40), ""] if readings else []),
         "## Splits",
         "",
         _table(["split", "stories", "story tokens", "pairs"],

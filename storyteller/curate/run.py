@@ -24,7 +24,9 @@ from storyteller.curate.outputs import (SplitWriter, jsonl_bytes, sha256_of, wri
 from storyteller.curate.pairs import Story
 from storyteller.curate.prepare import Pool, Prepared, flatten
 from storyteller.curate.records import RawStory, Rejected
+from storyteller.curate.preview import MATTER, InputReading, read_back
 from storyteller.curate.sources import expand_inputs, read_source
+from storyteller.curate.sources.gutenberg import read_gutenberg_book
 from storyteller.curate.split import SPLITS, assign_splits
 from storyteller.curate.tag import Tag, Tagger
 from storyteller.errors import InputError, Problem, StorytellerError
@@ -51,13 +53,19 @@ def read_inputs(paths: Sequence[str], config: CurateConfig, track: console.Steps
     inputs = expand_inputs(list(paths), source.format)
     described, records = [], []
     for location, fmt in track.track(inputs, "reading inputs"):
+        reading: dict[str, Any] = {}
         try:
-            items = list(read_source(location, fmt, source.fields, encoding=source.encoding,
-                                     separator=source.separator,
-                                     separator_regex=source.separator_regex,
-                                     min_blank_lines=source.min_blank_lines,
-                                     records_key=source.records_key,
-                                     dataset_split=source.dataset_split))
+            if fmt == "gutenberg":  # a book: keep how it was divided, for the report
+                book = read_gutenberg_book(Path(location), source.encoding)
+                items = book.records
+                reading = {"method": book.method, "notes": book.notes}
+            else:
+                items = list(read_source(location, fmt, source.fields, encoding=source.encoding,
+                                         separator=source.separator,
+                                         separator_regex=source.separator_regex,
+                                         min_blank_lines=source.min_blank_lines,
+                                         records_key=source.records_key,
+                                         dataset_split=source.dataset_split))
         except InputError as error:
             # A file that cannot be read at all is one rejected record; the other inputs go on.
             items = [unreadable(location, error)]
@@ -67,9 +75,16 @@ def read_inputs(paths: Sequence[str], config: CurateConfig, track: console.Steps
         path = Path(location)
         described.append({"path": location, "sha256": sha256_of(path) if path.exists() else None,
                           "format": fmt, "stories": sum(isinstance(i, RawStory) for i in items),
-                          "records": len(items)})
+                          "records": len(items), **({"reading": reading} if reading else {})})
         records.extend(items)
     return described, records
+
+
+def preview(paths: Sequence[str], config: CurateConfig) -> list[InputReading]:
+    """What curate would read from `paths`, without writing anything."""
+    with console.steps() as track:
+        described, records = read_inputs(paths, config, track)
+    return read_back(described, records, config.source.format)
 
 
 def unreadable(location: str, error: InputError) -> Rejected:
@@ -207,6 +222,9 @@ def run(paths: Sequence[str], out: str | Path, config: CurateConfig) -> CurateRe
     rejects: list[Rejected] = []
     with console.steps() as track, Pool(config, worker_count(config.workers)) as pool:
         described, records = read_inputs(paths, config, track)
+        readings = read_back(described, records, config.source.format)
+        for entry, reading in zip(described, readings):
+            entry["reading"] = reading.to_json()
         rejects.extend(r for r in records if isinstance(r, Rejected))
         raw = [r for r in records if isinstance(r, RawStory)]
         read_counts = {"records_read": len(records), "stories_read": len(raw)}
@@ -276,7 +294,8 @@ def run(paths: Sequence[str], out: str | Path, config: CurateConfig) -> CurateRe
                               tagger, reference_count)
     from storyteller.curate.report import write_report
 
-    for name in write_report(out, manifest, stories, cluster_report, reject_rows, config.charts):
+    for name in write_report(out, manifest, stories, cluster_report, reject_rows, config.charts,
+                             readings):
         outputs[name] = sha256_of(out / name)
     manifest["outputs"] = dict(sorted(outputs.items()))
     write_manifest(out, manifest)
@@ -330,7 +349,9 @@ def build_manifest(config: CurateConfig, described, read_counts: dict[str, int],
 
 def check_bad_share(manifest: dict[str, Any], config: CurateConfig, out: Path) -> None:
     counts = manifest["counts"]
-    bad = sum(n for reason, n in counts["rejected"].items() if reason not in DUPLICATE_REASONS)
+    # Duplicates and a book's front and back matter are expected, not bad records.
+    bad = sum(n for reason, n in counts["rejected"].items()
+              if reason not in DUPLICATE_REASONS + MATTER)
     read = counts["records_read"]
     if read and bad / read > config.filters.max_bad_share:
         raise StorytellerError(Problem(

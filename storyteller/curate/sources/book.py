@@ -148,6 +148,12 @@ class Heading:
     style: str | None
     gap: int
     numbered: bool
+    first_line: str = ""  # of a title over a subtitle, the title
+
+
+def heading_lines(heading: Heading, book: str) -> list[str]:
+    return [line.strip() for line in book[heading.start:heading.text_start].split("\n")
+            if line.strip()]
 
 
 def headings(blocks: list[Block], begin: int = 0) -> list[Heading]:
@@ -172,7 +178,8 @@ def headings(blocks: list[Block], begin: int = 0) -> list[Heading]:
         title = clean_title(text)
         numbered = bool(PREFIX.match(text.strip())) and title != text.strip().rstrip(".")
         found.append(Heading(block.start, block.end, block.line, title, text, style_of(title),
-                             block.gap, numbered))
+                             block.gap, numbered,
+                             block.lines[0].strip() if len(block.lines) > 1 else ""))
         index += 1
     return found
 
@@ -217,7 +224,7 @@ def read_contents(blocks: list[Block], at: int) -> tuple[list[tuple[int, str]], 
         if any(_is_prose(line) for line in block.lines):
             break
         # After a wide gap, a heading that repeats an entry is the body starting.
-        if lines and block.gap >= 3 and heading_key(block.text) in keys:
+        if lines and block.gap >= 3 and any(heading_key(line) in keys for line in block.lines):
             break
         for line in block.lines:
             text = _entry_text(line)
@@ -314,8 +321,10 @@ def align(entries: list[Entry], found: list[Heading]) -> list[tuple[Entry, Headi
     keys = [heading_key(h.title) for h in found]
     heading_words = [content_words(h.title) for h in found]
     by_key: dict[str, list[int]] = {}
-    for position, key in enumerate(keys):
+    for position, (key, heading) in enumerate(zip(keys, found)):
         by_key.setdefault(key, []).append(position)
+        if heading.first_line:  # a title over a subtitle is named by its first line
+            by_key.setdefault(heading_key(heading.first_line), []).append(position)
     tails: list[int] = []  # smallest heading position ending a chain of each length
     tail_links: list[int] = []  # index into links of that chain's last pair
     links: list[tuple[int, int, int]] = []  # (entry, heading, previous link or -1)
@@ -377,68 +386,108 @@ def _build(book: str, marks: list[tuple[Heading, str]]) -> list[Section]:
     return sections
 
 
-def _matter_marks(book: str, found: list[Heading], taken: set[int]) -> list[tuple[Heading, str]]:
+def matter_label(start: int, book: str, stories: list[Heading]) -> str:
+    """Front matter before the stories' middle, back matter after it."""
+    middle = stories[len(stories) // 2].start if stories else len(book) / 2
+    return "back_matter" if start > middle else "front_matter"
+
+
+def _matter_marks(book: str, found: list[Heading], taken: set[int],
+                  stories: list[Heading]) -> list[tuple[Heading, str]]:
     """Headings of front or back matter anywhere in the book (a preface, "LIFE OF AESOP" after
     the fables, "NOTES AND REFERENCES"): each ends the section before it."""
+    last = max((h.start for h in stories), default=len(book))
     marks = []
     for heading in found:
         if heading.start in taken or heading.gap < 2 or not heading.style:
             continue
-        kind = matter_of(heading.title, heading.start / max(1, len(book)))
-        if kind is None and heading.start / max(1, len(book)) > 0.9:
-            # A life or a preface printed after the stories is back matter.
-            kind = "back_matter" if matter_of(heading.title) else None
-        if kind:
-            marks.append((heading, kind))
+        share = heading.start / max(1, len(book))
+        # After the last story, a life or a note is the book's, whatever its place.
+        if matter_of(heading.title, None if heading.start > last else share):
+            marks.append((heading, matter_label(heading.start, book, stories)))
+    return marks
+
+
+def list_regions(blocks: list[Block]) -> tuple[list[tuple[int, int]], list[list[tuple[int, str]]]]:
+    """Where the contents lists and the lists of illustrations are (block index ranges), and
+    the entries of each contents list that names something new: a volume that repeats its
+    part of the book's contents adds nothing."""
+    regions, lists, seen = [], [], set()
+    for index, block in enumerate(blocks):
+        if len(block.lines) != 1 or not (CONTENTS.match(block.text)
+                                         or OTHER_LIST.match(block.text)):
+            continue
+        raw, after = read_contents(blocks, index)
+        regions.append((index, after))
+        keys = {heading_key(text) for _, text in raw}
+        if CONTENTS.match(block.text) and raw and not keys <= seen:
+            lists.append(raw)
+            seen |= keys
+    return regions, lists
+
+
+def _part_marks(book: str, found: list[Heading], stories: list[Heading]) -> list[Heading]:
+    """PART / VOLUME headings in the text that open a part: little but a contents list
+    between them and the next story (one inside a long story is a division of that story)."""
+    marks = []
+    starts = sorted(h.start for h in stories)
+    for heading in found:
+        if not STRUCTURE.search(heading.raw.strip()) or heading.gap < 2:
+            continue
+        following = next((s for s in starts if s > heading.start), len(book))
+        if _words(book[heading.text_start:following]) < 60:
+            marks.append(heading)
     return marks
 
 
 def by_contents(book: str, blocks: list[Block]) -> Structure | None:
     """Sections from the book's contents list(s); None where no list names enough headings."""
-    lists = [i for i, b in enumerate(blocks) if CONTENTS.match(b.text) and len(b.lines) == 1]
+    regions, lists = list_regions(blocks)
     if not lists:
         return None
-    raw, end = read_contents(blocks, lists[0])
+    raw = [entry for entries in lists for entry in entries]
     entries = [e for e in contents_tree(raw) if e.kind != "chapter"]
     stories = [e for e in entries if e.kind == "story"]
     if len(stories) < 2:
         return None
-    skip = set()
-    for index, block in enumerate(blocks):  # a list of illustrations repeats the titles
-        if index >= end and OTHER_LIST.match(block.text):
-            _, after = read_contents(blocks, index)
-            skip.update(range(index, after))
-    body = [b for i, b in enumerate(blocks) if i >= end and i not in skip and i not in lists]
-    found = [h for h in headings(body) if not CHAPTER.match(h.raw.strip())]
+    listed = {i for start, after in regions for i in range(start, after)}
+    found_all = [h for h in headings([b for i, b in enumerate(blocks) if i not in listed])
+                 if STRUCTURE.search(h.raw.strip()) or not CHAPTER.match(h.raw.strip())]
+    first_list = blocks[regions[0][0]].start
+    found = [h for h in found_all if h.start > first_list]
     # Back matter (notes, an index) repeats the titles: stories are looked for before it.
+    keys = {e.key for e in stories}
     back = next((h.start for h in found if h.gap >= 2 and h.style
                  and h.start > 0.5 * len(book) and matter_of(h.title, h.start / len(book))
-                 and not any(e.key == heading_key(h.title) for e in stories)), len(book))
+                 and heading_key(h.title) not in keys), len(book))
     pairs = align(entries, [h for h in found if h.start < back or any(
         e.kind == "matter" and e.key == heading_key(h.title) for e in entries)])
-    matched = [p for p in pairs if p[0].kind == "story"]
+    matched = [h for e, h in pairs if e.kind == "story"]
     if len(matched) < max(2, 0.5 * len(stories)):
         return None
-    kinds = {"story": "story", "part": "part"}
     marks = []
     for entry, heading in pairs:
         if entry.kind == "matter":
-            share = heading.start / max(1, len(book))
-            marks.append((heading, "back_matter" if share > 0.5 else "front_matter"))
+            marks.append((heading, matter_label(heading.start, book, matched)))
         else:
-            heading.title = heading.title if heading.style else entry.title
-            marks.append((heading, kinds[entry.kind]))
-    taken = {h.start for h, _ in marks}
-    first = min(taken)
+            if not heading.style:
+                heading.title = entry.title
+            elif heading.first_line or len(heading.title) > len(entry.title) + 10:
+                # A subtitle under the title ("A STUDY OF DUTY") is not part of it.
+                heading.title = next((clean_title(line) for line in heading_lines(heading, book)
+                                      if _matches(entry.key, heading_key(line))), heading.title)
+            marks.append((heading, entry.kind))
     notes = []
-    extras = unlisted(book, found, [h for e, h in pairs if e.kind == "story"], back)
+    extras = unlisted(book, found, matched, back)
     if extras:
         marks += [(h, "story") for h in extras]
-        taken |= {h.start for h in extras}
         notes.append(f"{len(extras)} stories have a heading like the others but are not in the "
                      f"contents list: {', '.join(repr(h.title) for h in extras[:5])}")
-    marks += [m for m in _matter_marks(book, found, taken)
-              if m[0].start > first or m[1] == "front_matter"]
+    story_heads = matched + extras
+    taken = {h.start for h, _ in marks}
+    marks += [(h, "part") for h in _part_marks(book, found, story_heads) if h.start not in taken]
+    taken = {h.start for h, _ in marks}
+    marks += _matter_marks(book, found_all, taken, story_heads)
     missing = len(stories) - len(matched)
     if missing:
         notes.append(f"{missing} of the {len(stories)} stories the contents list names have no "
@@ -541,9 +590,9 @@ def by_headings(book: str, blocks: list[Block]) -> Structure | None:
             break
     if not best[2]:
         return None
-    chosen = best[2] + irregular(book, blocks, stories, best[2])
-    marks = [(h, "story") for h in sorted(chosen, key=lambda h: h.start)]
-    marks += _matter_marks(book, found, {h.start for h in best[2]})
+    chosen = sorted(best[2] + irregular(book, blocks, stories, best[2]), key=lambda h: h.start)
+    marks = [(h, "story") for h in chosen]
+    marks += _matter_marks(book, found, {h.start for h in chosen}, chosen)
     return Structure(_build(book, marks), best[1])
 
 

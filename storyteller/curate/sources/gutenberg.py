@@ -138,8 +138,12 @@ def clean_tale(raw: str, last: bool = False) -> tuple[str, dict[str, int]]:
 
 
 def read_gutenberg(path: Path, encoding: str = "auto") -> Iterator[RawStory | Rejected]:
+    yield from read_gutenberg_book(path, encoding).records
+
+
+def read_gutenberg_book(path: Path, encoding: str = "auto") -> "BookReading":
     text, _ = read_text(path, encoding)
-    yield from book_records(text, str(path))
+    return read_book(text, str(path))
 
 
 @dataclass
