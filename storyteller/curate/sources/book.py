@@ -597,6 +597,16 @@ def by_headings(book: str, blocks: list[Block]) -> Structure | None:
 
 
 def find_sections(book: str) -> Structure | None:
-    """The book's sections in order, or None where nothing divides it."""
+    """The book's sections in order; a book nothing divides is one story (titled by its one
+    heading, if it has one); None for a book with no text."""
     blocks = split_blocks(book)
-    return by_contents(book, blocks) or by_headings(book, blocks)
+    found = by_contents(book, blocks) or by_headings(book, blocks)
+    if found is not None or not book.strip():
+        return found
+    lone = next((h for h in headings(blocks) if h.style and h.gap >= 2
+                 and _words(book[h.text_start:]) >= 0.9 * _words(book)), None)
+    start, text_start, line, title = (lone.start, lone.text_start, lone.line, lone.title) \
+        if lone else (0, 0, 1, "")
+    return Structure([Section("story", title, start, text_start, len(book), line)],
+                     "nothing: no contents list and no headings divide it",
+                     ["the whole book is read as one story"])
