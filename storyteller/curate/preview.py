@@ -15,7 +15,7 @@ from statistics import median
 from typing import Any, Iterable, Sequence
 
 from storyteller.curate.records import RawStory, Rejected
-from storyteller.curate.sources.book import CHAPTER, style_of
+from storyteller.curate.sources.headings import CHAPTER, style_of
 
 MATTER = ("front_matter", "back_matter")
 BOOK_FORMATS = ("gutenberg", "epub", "docx", "odt", "html")

@@ -17,7 +17,8 @@ from typing import Iterator
 
 from storyteller.curate.decode import read_text
 from storyteller.curate.records import Rejected, RawStory
-from storyteller.curate.sources.book import find_sections, heading_key  # noqa: F401 (re-exported)
+from storyteller.curate.sources.book import find_sections
+from storyteller.curate.sources.headings import heading_key  # noqa: F401 (re-exported)
 from storyteller.errors import InputError
 
 _FLAGS = re.MULTILINE | re.IGNORECASE
