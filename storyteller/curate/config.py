@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
 from typing import Literal
 
 from storyteller.config import require
+from storyteller.curate.records import META_KEYS
 
 Format = Literal["auto", "jsonl", "json", "csv", "parquet", "folder", "text", "gutenberg",
-                 "tinystories", "writingprompts", "datasets"]
+                 "tinystories", "writingprompts", "datasets", "docx", "odt", "rtf", "epub",
+                 "html"]
+# The pipeline names a record's columns can be mapped to with source.fields.
+FIELD_NAMES = ("text", *META_KEYS)
+
+
+def field_problem(value: str | list[str]) -> str | None:
+    """Why a source.fields value cannot name columns, or None: a column, a list of columns
+    (joined with a space) or a template with {column} placeholders."""
+    if isinstance(value, list):
+        if not value:
+            return "must name at least one column"
+        return "every item must name a column" if any(not v.strip() for v in value) else None
+    if not value.strip():
+        return "must name a column"
+    try:
+        placeholders = [name for _, name, _, _ in string.Formatter().parse(value)
+                        if name is not None]
+    except ValueError as exc:
+        return f"not a valid template: {exc} (write {{{{ or }}}} for a literal brace)"
+    if any(not name.strip() for name in placeholders):
+        return "a template's {} must name a column, as in {sentence1}"
+    return None
 
 
 @dataclass
 class SourceConfig:
     format: Format = "auto"
-    # Pipeline field → the record's field name, e.g. {text: body, title: name, moral: lesson}.
-    fields: dict[str, str] = field(default_factory=dict)
+    # Pipeline field → the record's column, e.g. {text: body, title: name, moral: lesson}; a
+    # list of columns is joined in order with a space ({text: [sentence1, sentence2]}), and a
+    # string with {column} placeholders is a template ({text: "{setup}\n\n{ending}"}).
+    fields: dict[str, str | list[str]] = field(default_factory=dict)
     encoding: str = "auto"
     separator: Literal["auto", "blank-lines", "line", "endoftext", "asterism", "regex"] = "auto"
     separator_regex: str = ""
@@ -27,6 +53,11 @@ class SourceConfig:
 
     def __post_init__(self):
         require(self.min_blank_lines >= 1, "min_blank_lines", "must be at least 1")
+        for name, value in self.fields.items():
+            require(name in FIELD_NAMES, f"fields.{name}",
+                    f"not a field curate reads (one of: {', '.join(FIELD_NAMES)})")
+            problem = field_problem(value)
+            require(problem is None, f"fields.{name}", problem or "")
 
 
 @dataclass

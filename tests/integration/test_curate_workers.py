@@ -26,4 +26,5 @@ def test_unknown_format_names_the_option():
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "error: --format: unknown format 'csvv' (use one of: auto, jsonl, json, csv, parquet, "
-        "folder, text, gutenberg, tinystories, writingprompts, datasets)"]
+        "folder, text, gutenberg, tinystories, writingprompts, datasets, docx, odt, rtf, epub, "
+        "html)"]

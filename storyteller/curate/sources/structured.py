@@ -1,83 +1,151 @@
 """Readers for record formats: JSONL, JSON, CSV, Parquet and `datasets` (saved or hub).
 
 Each record's fields are mapped to the pipeline's names (text, title, premise, genre, ...) by
-`source.fields` in the config, falling back on common aliases. A record that cannot be read is a
-`Rejected` with its line or position; it never aborts the run.
+`source.fields` in the config, falling back on common aliases (`fields.py`). The mapping is
+checked against the file's columns (its header, or its first records) before any record is
+read, so a file with no story column stops with one error naming its columns. A record that
+cannot be read is a `Rejected` with its line or position; it never aborts the run.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
-from storyteller.curate.decode import LineCounter, read_text
-from storyteller.curate.records import META_KEYS, Rejected, RawStory
-from storyteller.errors import InputError
-
-# Where a field is not mapped in the config, the first alias present in the record is used.
-FIELD_ALIASES: dict[str, tuple[str, ...]] = {
-    "text": ("text", "story", "body", "content", "fable", "target", "completion_text"),
-    "title": ("title", "name"),
-    "premise": ("premise", "prompt", "summary", "source_prompt"),
-    "genre": ("genre", "kind", "category"),
-    "style": ("style",),
-    "tone": ("tone",),
-    "pov": ("pov", "point_of_view"),
-    "audience": ("audience",),
-    "moral": ("moral", "lesson"),
-    "id": ("id", "story_id", "row_id"),
-}
+from storyteller import console
+from storyteller.curate.decode import LineCounter, decode_bytes, normalize_newlines
+from storyteller.curate.records import Rejected, RawStory
+from storyteller.curate.sources.fields import Fields, check_columns, map_record
+from storyteller.errors import ConfigError, InputError
 
 Record = Iterator[RawStory | Rejected]
+# How many records (after the header) the mapping is checked against, and columns suggested from.
+SAMPLE = 20
 
 
-def _pick(record: Mapping[str, Any], name: str, fields: Mapping[str, str]) -> tuple[str | None, Any]:
-    if name in fields:
-        key = fields[name]
-        return key, record.get(key)
-    for alias in FIELD_ALIASES.get(name, (name,)):
-        if alias in record:
-            return alias, record[alias]
-    return None, None
+def _cp1252(data: bytes) -> str:
+    """Windows-1252, the encoding a stray non-UTF-8 byte in a Western text nearly always comes
+    from; its five undefined bytes are read as Latin-1."""
+    return "".join(data[i:i + 1].decode("cp1252", errors="strict") if data[i] not in
+                   b"\x81\x8d\x8f\x90\x9d" else chr(data[i]) for i in range(len(data)))
 
 
-def map_record(record: Any, fields: Mapping[str, str], source: str, line: int | None,
-               position: int | None) -> RawStory | Rejected:
-    """A parsed record → a RawStory, or a Rejected saying which field is wrong."""
-    if not isinstance(record, Mapping):
-        return Rejected(source, line, "malformed",
-                        f"expected an object with a text field, got {type(record).__name__}",
-                        position)
-    key, text = _pick(record, "text", fields)
-    if key is None or text is None:
-        wanted = fields.get("text") or "/".join(FIELD_ALIASES["text"])
-        return Rejected(source, line, "missing_text", f"no {wanted} field", position)
-    if not isinstance(text, str):
-        return Rejected(source, line, "not_text",
-                        f"field {key!r} holds {type(text).__name__}, not text", position)
-    meta: dict[str, Any] = {}
-    for name in META_KEYS:
-        _, value = _pick(record, name, fields)
-        if value is not None and value != "" and not (isinstance(value, float) and value != value):
-            meta[name] = value if isinstance(value, (list, dict)) else str(value)
-    return RawStory(text=text, source=source, line=line, position=position, meta=meta)
+def _repair_line(line: bytes) -> str:
+    """One line that is not valid UTF-8: its valid UTF-8 runs as UTF-8, the bytes between as
+    Windows-1252, so a row pasted from another file keeps both its own and the file's accents."""
+    parts, start = [], 0
+    while start < len(line):
+        try:
+            parts.append(line[start:].decode("utf-8"))
+            break
+        except UnicodeDecodeError as exc:
+            parts.append(line[start:start + exc.start].decode("utf-8"))
+            parts.append(_cp1252(line[start + exc.start:start + exc.end]))
+            start += exc.end
+    return "".join(parts)
 
 
-def read_jsonl(path: Path, fields: Mapping[str, str], encoding: str = "auto") -> Record:
-    text, _ = read_text(path, encoding)
+def decode_records(data: bytes, encoding: str = "auto") -> tuple[str, list[int], bool]:
+    """(text, the 1-based lines that were not UTF-8, whether any line was UTF-8 beyond ASCII).
+
+    `auto` reads UTF-8 (a BOM stripped; UTF-16 where it has a BOM). A file that is not valid
+    UTF-8 is decoded line by line, not as a whole: each valid line as UTF-8, each other line
+    with its bad bytes as Windows-1252. A file wholly in a legacy encoding reads as it would
+    with `source.encoding: cp1252`; a mostly UTF-8 file with a few such rows (a spreadsheet
+    pasted together from two sources) keeps every row, and the rows repaired are named."""
+    if encoding != "auto":
+        return decode_bytes(data, encoding)[0], [], False
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return normalize_newlines(data.decode("utf-16", errors="replace")), [], False
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return normalize_newlines(data.decode("utf-8")), [], False
+    except UnicodeDecodeError:
+        pass
+    lines, repaired, utf8 = [], [], False
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        try:
+            lines.append(line.decode("utf-8"))
+            utf8 = utf8 or not line.isascii()
+        except UnicodeDecodeError:
+            lines.append(_repair_line(line))
+            repaired.append(number)
+    return normalize_newlines("\n".join(lines)), repaired, utf8
+
+
+def _lines_listed(lines: list[int], limit: int = 10) -> str:
+    shown = ", ".join(map(str, lines[:limit]))
+    return shown + (f" and {len(lines) - limit} more" if len(lines) > limit else "")
+
+
+def read_records_text(path: Path, encoding: str = "auto") -> str:
+    """A record file's text (`decode_records`); where some of its lines were not UTF-8 in an
+    otherwise UTF-8 file, a warning names them, since those rows may hold a wrong letter."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError.at(str(path), f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text, repaired, utf8 = decode_records(data, encoding)
+    except LookupError:
+        raise ConfigError.at("source.encoding", f"unknown encoding {encoding!r}",
+                             "set source.encoding to auto, utf-8 or cp1252") from None
+    if repaired and utf8:
+        one = len(repaired) == 1
+        console.console.print(
+            f"warning: {path}: {'line' if one else 'lines'} {_lines_listed(repaired)} "
+            f"{'is' if one else 'are'} not UTF-8 like the rest of the file; read as "
+            f"Windows-1252 (check {'it' if one else 'them'}, or set source.encoding)",
+            markup=False, highlight=False, soft_wrap=True)
+    return text
+
+
+def _checked(items: Iterable[tuple[int | None, int | None, Any]], fields: Fields, source: str,
+             header: list[str] | None = None, where: str | None = None
+             ) -> Iterator[tuple[int | None, int | None, Any]]:
+    """`items` ((line, position, record)) passed through once the mapping has been checked
+    against the columns: `header` where the file has one, else those of its first records."""
+    items = iter(items)
+    first = list(itertools.islice(items, SAMPLE))
+    samples = [record for _, _, record in first if isinstance(record, Mapping)]
+    if header is not None:
+        check_columns(header, fields, where or source, samples)
+    elif samples:
+        columns = list(dict.fromkeys(key for record in samples for key in record))
+        line, position = next((ln, pos) for ln, pos, r in first if isinstance(r, Mapping))
+        at = f"{source}:{line}" if line is not None else source
+        check_columns(columns, fields, at, samples, fixed=False)
+    yield from first
+    yield from items
+
+
+def _jsonl_items(path: Path, text: str) -> Iterator[tuple[int, None, Any]]:
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            yield number, None, json.loads(line)
         except json.JSONDecodeError as exc:
-            yield Rejected(str(path), number, "malformed", f"invalid JSON: {exc.msg} at column {exc.colno}")
-            continue
-        yield map_record(record, fields, str(path), number, None)
+            yield number, None, Rejected(str(path), number, "malformed",
+                                         f"invalid JSON: {exc.msg} at column {exc.colno}")
+
+
+def _mapped(items: Iterable[tuple[int | None, int | None, Any]], fields: Fields,
+            source: str) -> Record:
+    for line, position, record in items:
+        yield record if isinstance(record, Rejected) else \
+            map_record(record, fields, source, line, position)
+
+
+def read_jsonl(path: Path, fields: Fields, encoding: str = "auto") -> Record:
+    text = read_records_text(path, encoding)
+    yield from _mapped(_checked(_jsonl_items(path, text), fields, str(path)), fields, str(path))
 
 
 def _array_items(text: str) -> Iterator[tuple[int, Any]]:
@@ -95,9 +163,9 @@ def _array_items(text: str) -> Iterator[tuple[int, Any]]:
         index = end
 
 
-def read_json(path: Path, fields: Mapping[str, str], encoding: str = "auto",
+def read_json(path: Path, fields: Fields, encoding: str = "auto",
               records_key: str = "") -> Record:
-    text, _ = read_text(path, encoding)
+    text = read_records_text(path, encoding)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -107,19 +175,21 @@ def read_json(path: Path, fields: Mapping[str, str], encoding: str = "auto",
         raise InputError.at(f"{path}:{exc.lineno}", f"invalid JSON: {exc.msg}",
                             "fix the file or use --format jsonl for one object per line") from None
     if isinstance(data, list):
-        for index, (line, record) in enumerate(_array_items(text)):
-            yield map_record(record, fields, str(path), line, index)
+        items = ((line, index, record)
+                 for index, (line, record) in enumerate(_array_items(text)))
+        yield from _mapped(_checked(items, fields, str(path)), fields, str(path))
         return
     if not isinstance(data, dict):
         raise InputError.at(str(path), "JSON must be a list of records or an object holding one")
     lists = [k for k, v in data.items() if isinstance(v, list)]
     key = records_key or (lists[0] if len(lists) == 1 else "")
     if not key or not isinstance(data.get(key), list):
-        found = f"it holds lists under {', '.join(map(repr, lists))}" if lists else "it holds no list"
+        found = (f"it holds lists under {', '.join(map(repr, lists))}" if lists
+                 else "it holds no list")
         raise InputError.at(str(path), f"a JSON object, not a list of records; {found}",
                             "set source.records_key to the key that holds the records")
-    for index, record in enumerate(data[key]):
-        yield map_record(record, fields, str(path), None, index)
+    items = ((None, index, record) for index, record in enumerate(data[key]))
+    yield from _mapped(_checked(items, fields, str(path)), fields, str(path))
 
 
 def csv_rows(path: Path, text: str) -> Iterator[tuple[int, list[str] | csv.Error]]:
@@ -143,37 +213,44 @@ def csv_rows(path: Path, text: str) -> Iterator[tuple[int, list[str] | csv.Error
         yield start, row
 
 
-def read_csv(path: Path, fields: Mapping[str, str], encoding: str = "auto") -> Record:
-    text, _ = read_text(path, encoding)
+def read_csv(path: Path, fields: Fields, encoding: str = "auto") -> Record:
+    text = read_records_text(path, encoding)
     rows = csv_rows(path, text)
     first = next(rows, None)
     if first is None or isinstance(first[1], csv.Error):
-        raise InputError.at(f"{path}:1", "no readable header row", "the first row must name the columns")
+        raise InputError.at(f"{path}:1", "no readable header row",
+                            "the first row must name the columns")
     header = [h.strip() for h in first[1]]
-    for line, row in rows:
-        if isinstance(row, csv.Error):
-            yield Rejected(str(path), line, "malformed", f"unreadable CSV row: {row}")
-        elif not any(cell.strip() for cell in row):
-            continue
-        elif len(row) != len(header):
-            yield Rejected(str(path), line, "malformed",
-                           f"{len(row)} columns where the header has {len(header)}")
-        else:
-            yield map_record(dict(zip(header, row)), fields, str(path), line, None)
+    source = str(path)
+
+    def records() -> Iterator[tuple[int, None, Any]]:
+        for line, row in rows:
+            if isinstance(row, csv.Error):
+                yield line, None, Rejected(source, line, "malformed", f"unreadable CSV row: {row}")
+            elif not any(cell.strip() for cell in row):
+                continue
+            elif len(row) != len(header):
+                yield line, None, Rejected(source, line, "malformed",
+                                           f"{len(row)} columns where the header has {len(header)}")
+            else:
+                yield line, None, dict(zip(header, row))
+
+    yield from _mapped(_checked(records(), fields, source, header, f"{path}:1"), fields, source)
 
 
-def read_parquet(path: Path, fields: Mapping[str, str]) -> Record:
+def read_parquet(path: Path, fields: Fields) -> Record:
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise InputError.at(str(path), f"not a readable Parquet file: {exc}") from None
+    check_columns(table.column_names, fields, str(path), table.slice(0, SAMPLE).to_pylist())
     for index, record in enumerate(table.to_pylist()):
         yield map_record(record, fields, str(path), None, index)
 
 
-def read_datasets(location: str, fields: Mapping[str, str], split: str = "train") -> Record:
+def read_datasets(location: str, fields: Fields, split: str = "train") -> Record:
     """A dataset saved with `save_to_disk` (a directory), or a hub id where the hub is reachable."""
     import datasets
 
@@ -185,11 +262,14 @@ def read_datasets(location: str, fields: Mapping[str, str], split: str = "train"
             data = datasets.load_dataset(location, split=split)
     except Exception as exc:  # network, format and missing-split errors all end up here
         raise InputError.at(location, f"cannot load dataset: {str(exc).splitlines()[0]}",
-                            "give a directory written by save_to_disk, or a reachable hub id") from None
+                            "give a directory written by save_to_disk, or a reachable hub id"
+                            ) from None
     if isinstance(data, datasets.DatasetDict):
         if split not in data:
             raise InputError.at(location, f"no split {split!r} (has {', '.join(data)})",
                                 "set source.dataset_split")
         data = data[split]
+    check_columns(data.column_names, fields, location,
+                  list(data.select(range(min(SAMPLE, len(data))))))
     for index, record in enumerate(data):
         yield map_record(record, fields, location, None, index)
