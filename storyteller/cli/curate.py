@@ -11,7 +11,8 @@ from storyteller.cli.guard import guarded
 from storyteller.cli.options import config_option, set_option
 
 FORMATS_HELP = ("Input format (default: detected per file): jsonl, json, csv, parquet, folder, "
-                "text, gutenberg, tinystories, writingprompts, datasets.")
+                "text, gutenberg, tinystories, writingprompts, datasets, docx, odt, rtf, epub, "
+                "html.")
 
 
 @guarded

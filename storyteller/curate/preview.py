@@ -64,7 +64,10 @@ def why_format(path: str, fmt: str, given: str = "auto") -> str:
             else "a hub id"
     if fmt == "text":
         return f"{suffix or 'a file without suffix'}: plain text, no Project Gutenberg markers"
-    return f"{suffix} file" if suffix else f"detected as {fmt}"
+    if suffix.lstrip(".") == fmt or (fmt, suffix) in (("html", ".htm"), ("jsonl", ".ndjson"),
+                                                     ("csv", ".tsv")):
+        return f"{suffix} file"
+    return f"{suffix or 'no suffix'}, but its content is {fmt}"
 
 
 def heading_lines_inside(text: str) -> int:

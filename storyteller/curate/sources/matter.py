@@ -18,7 +18,7 @@ FRONT = (
     "translator's preface", "translators preface", "translator's note", "translators note",
     "note on the text", "transcriber's note", "transcribers note", "acknowledgments",
     "acknowledgements", "errata", "frontispiece", "half-title", "copyright", "title page",
-    "titlepage", "author's preface", "authors preface",
+    "titlepage", "author's preface", "authors preface", "cover", "half title",
 )
 WEAK_FRONT = (
     "life of", "the life of", "memoir of", "a memoir", "biographical", "a biographical",
@@ -36,7 +36,7 @@ WEAK_BACK = (
     "notes", "note", "afterword", "postscript", "sources", "references", "vocabulary",
     "the end", "finis", "catalogue", "catalog",
 )
-NEAR_START, NEAR_END = 0.3, 0.5
+NEAR_START, NEAR_END, VERY_END = 0.3, 0.5, 0.9
 
 _LEADING_NUMBER = re.compile(r"^(?:[ivxlc]+|\d+)[.:)]?\s+", re.IGNORECASE)
 
@@ -57,15 +57,19 @@ def matter_of(title: str, share: float | None = None) -> str | None:
     """`front_matter`, `back_matter` or None (a story) for a section titled `title`.
 
     `share` is where the section starts in the book (0 = first, 1 = last) where known; a weak
-    title counts only near the start (front) or in the second half (back), and anywhere where
-    the position is not known."""
+    title counts only near the start (front) or in the second half (back), anywhere where the
+    position is not known, and a short one ("Life of Aesop") also at the very end, where such
+    books print it. Where the position is known, matter in the second half is back matter."""
     text = normalise(title)
     if not text:
         return None
     early = share is None or share <= NEAR_START
     late = share is None or share >= NEAR_END
-    if _starts(text, FRONT) or (early and _starts(text, WEAK_FRONT)):
-        return "front_matter"
-    if _starts(text, BACK) or (late and _starts(text, WEAK_BACK)):
-        return "back_matter"
-    return None
+    very_late = share is not None and share >= VERY_END and len(text.split()) <= 4
+    front = _starts(text, FRONT) or ((early or very_late) and _starts(text, WEAK_FRONT))
+    back = _starts(text, BACK) or (late and _starts(text, WEAK_BACK))
+    if not (front or back):
+        return None
+    if share is not None:
+        return "back_matter" if share > 0.5 else "front_matter"
+    return "front_matter" if front else "back_matter"
