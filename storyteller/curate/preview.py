@@ -37,7 +37,8 @@ class InputReading:
     why: str
     method: str = ""
     notes: list[str] = field(default_factory=list)
-    stories: list[StoryRow] = field(default_factory=list)
+    stories: list[StoryRow] = field(default_factory=list)  # the first ones (all, for a book)
+    story_count: int = 0
     matter: list[tuple[int | None, str, str]] = field(default_factory=list)
     rejected: Counter = field(default_factory=Counter)
     removed: Counter = field(default_factory=Counter)
@@ -119,8 +120,10 @@ def first_words(text: str, count: int = 8) -> str:
 
 
 def read_back(described: Sequence[dict[str, Any]], records: Iterable[RawStory | Rejected],
-              given_format: str = "auto") -> list[InputReading]:
-    """One InputReading per input, from the records the readers returned (in input order)."""
+              given_format: str = "auto", keep: int = 200) -> list[InputReading]:
+    """One InputReading per input, from the records the readers returned (in input order).
+    A book keeps a row per story (its warnings need them all); a table or a folder keeps its
+    first `keep`, so a corpus of millions costs no more than a book."""
     readings = [InputReading(d["path"], d["format"], why_format(d["path"], d["format"],
                                                                  given_format),
                              d.get("reading", {}).get("method", ""),
@@ -134,11 +137,17 @@ def read_back(described: Sequence[dict[str, Any]], records: Iterable[RawStory | 
                 else by_path.get(record.source)
             if reading is None:
                 continue
+            reading.story_count += 1
+            if record.removed:
+                reading.removed.update(record.removed)
+            whole = reading.format in (*BOOK_FORMATS, "text")
+            if not whole and len(reading.stories) >= keep:
+                continue
             reading.stories.append(StoryRow(record.line, record.position,
                                             str(record.meta.get("title", "")),
                                             len(record.text.split()), first_words(record.text)))
-            reading.removed.update(record.removed)
-            texts[reading.path].append(record.text)
+            if whole:
+                texts[reading.path].append(record.text)
         else:
             reading = by_path.get(record.source) or next(
                 (r for r in readings if record.source.startswith(r.path)), None)
@@ -163,7 +172,7 @@ def markdown(readings: Sequence[InputReading], limit: int = 60) -> str:
         parts += [f"### {reading.path}", "",
                   f"Read as **{reading.format}** ({reading.why})"
                   + (f"; divided by {reading.method}" if reading.method else "") + ". "
-                  f"{len(reading.stories)} stories"
+                  f"{reading.story_count} stories"
                   + (f", {sum(reading.rejected.values())} records set aside "
                      f"({', '.join(f'{n} {r}' for r, n in sorted(reading.rejected.items()))})"
                      if reading.rejected else "") + ".", ""]
@@ -179,8 +188,8 @@ def markdown(readings: Sequence[InputReading], limit: int = 60) -> str:
                 where = row.line if row.line is not None else f"#{row.position}"
                 parts.append(f"| {where} | {_cell(row.title)} | {row.words:,} | "
                              f"{_cell(row.first_words)} |")
-            if len(reading.stories) > limit:
-                parts.append(f"| … | {len(reading.stories) - limit} more | | |")
+            if reading.story_count > limit:
+                parts.append(f"| … | {reading.story_count - limit} more | | |")
             parts.append("")
         if reading.matter:
             parts += ["Not stories (front and back matter):", "",
@@ -206,12 +215,12 @@ def show(readings: Sequence[InputReading], console, limit: int = 60) -> None:
         for warning in reading.warnings:
             console.print(f"  [yellow]warning[/]: {warning}")
         table = Table("line", "title", "words", "first words", title_justify="left",
-                      title=f"{len(reading.stories)} stories")
+                      title=f"{reading.story_count} stories")
         for row in reading.stories[:limit]:
             table.add_row(str(row.line if row.line is not None else f"#{row.position}"),
                           row.title, f"{row.words:,}", row.first_words)
-        if len(reading.stories) > limit:
-            table.add_row("…", f"{len(reading.stories) - limit} more", "", "")
+        if reading.story_count > limit:
+            table.add_row("…", f"{reading.story_count - limit} more", "", "")
         console.print(table)
         if reading.matter:
             matter = Table("line", "section", "what", title="not stories", title_justify="left")
