@@ -241,19 +241,17 @@ def _render(writer: _Writer, element, pre: bool = False) -> None:
         number = _SPACE.sub("", element.text_content())
         writer.write(number if number.startswith("[") else f"[{number}]", line)
         return
+    note = None
     if classes & _FOOTNOTE and tag in BLOCKS | LINES | {"p"}:
-        if not writer.notes:
-            return
-        writer.request(2)
-        writer.write(_footnote(element), line)
-        writer.request(2)
-        return
-    if tag == "figure" or (tag in BLOCKS and any(_FIGURE.match(c) for c in classes)):
-        if not writer.notes:
-            return
-        writer.request(2)
-        writer.write(_figure(element), line)
-        writer.request(2)
+        note = _footnote
+    elif tag == "figure" or (tag in BLOCKS and any(_FIGURE.match(c) for c in classes)):
+        note = _figure
+    if note is not None:
+        # A note or a picture is a paragraph of its own, or nothing where notes are left out.
+        if writer.notes:
+            writer.request(2)
+            writer.write(note(element), line)
+            writer.request(2)
         return
     if tag in HEADINGS:
         writer.request(3)
