@@ -27,6 +27,7 @@ from storyteller.curate.records import RawStory, Rejected
 from storyteller.curate.preview import MATTER, InputReading, read_back
 from storyteller.curate.sources import expand_inputs, read_source
 from storyteller.curate.sources.gutenberg import read_gutenberg_book
+from storyteller.curate.sources.html import read_html_reading
 from storyteller.curate.split import SPLITS, assign_splits
 from storyteller.curate.tag import Tag, Tagger
 from storyteller.errors import InputError, Problem, StorytellerError
@@ -59,6 +60,8 @@ def read_inputs(paths: Sequence[str], config: CurateConfig, track: console.Steps
                 book = read_gutenberg_book(Path(location), source.encoding)
                 items = book.records
                 reading = {"method": book.method, "notes": book.notes}
+            elif fmt == "html":  # a Gutenberg HTML edition is a book too
+                items, reading = read_html_reading(Path(location), source.encoding)
             else:
                 items = list(read_source(location, fmt, source.fields, encoding=source.encoding,
                                          separator=source.separator,

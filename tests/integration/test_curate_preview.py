@@ -67,3 +67,15 @@ def test_every_book_is_kept_and_its_reading_reported(tmp_path):
     report = (out / "report.md").read_text()
     assert "## What was read" in report and "| The Egg Bridge |" in report
     assert "note: the whole book is read as one story" in report
+
+
+def test_the_preview_of_a_gutenberg_html_edition_says_how_it_was_divided(tmp_path):
+    from tests.unit.document_fixtures import GUTENBERG_HTML
+
+    page = tmp_path / "harbour-h.htm"
+    page.write_text(GUTENBERG_HTML)
+    result = run_cli("curate", str(page), "--preview", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = " ".join(result.stderr.split())
+    assert "html (.htm file); divided by" in shown
+    assert "The Keeper" in shown and "The Orchard" in shown

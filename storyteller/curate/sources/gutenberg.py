@@ -192,9 +192,3 @@ def read_book(text: str, source: str) -> BookReading:
                                 position=stories.index(section),
                                 meta={"title": _title_case(section.title)}, removed=removed))
     return BookReading(records, structure.method, structure.notes)
-
-
-def book_records(text: str, source: str) -> Iterator[RawStory | Rejected]:
-    """The stories of a Project Gutenberg book given as plain text (a .txt file, or an HTML
-    edition turned into text), each with its title and line; what is not a story, rejected."""
-    yield from read_book(text, source).records

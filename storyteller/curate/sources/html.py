@@ -23,7 +23,7 @@ import lxml.html
 
 from storyteller.curate.decode import decode_bytes
 from storyteller.curate.records import Rejected, RawStory
-from storyteller.curate.sources.gutenberg import book_records, is_gutenberg
+from storyteller.curate.sources.gutenberg import is_gutenberg, read_book
 from storyteller.errors import InputError
 
 HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
@@ -368,6 +368,13 @@ def _page_body(root):
 
 
 def read_html(path: Path, encoding: str = "auto") -> Iterator[RawStory | Rejected]:
+    yield from read_html_reading(path, encoding)[0]
+
+
+def read_html_reading(path: Path, encoding: str = "auto"
+                      ) -> tuple[list[RawStory | Rejected], dict[str, object]]:
+    """The page's records, and for a Gutenberg edition how the book was divided (for the
+    report); a page that is not a book says nothing of that."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -377,12 +384,12 @@ def read_html(path: Path, encoding: str = "auto") -> Iterator[RawStory | Rejecte
     root = parse(data, str(path))
     whole = render(root)
     if is_gutenberg(whole.text):
-        for item in book_records(whole.text, str(path)):
+        book = read_book(whole.text, str(path))
+        for item in book.records:
             if item.line is not None:
                 item.line = whole.source_line(item.line)
-            yield item
-        return
-    yield from page_records(root, str(path))
+        return book.records, {"method": book.method, "notes": book.notes}
+    return list(page_records(root, str(path))), {}
 
 
 def page_records(root, source: str) -> Iterator[RawStory | Rejected]:
