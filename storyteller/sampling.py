@@ -34,10 +34,6 @@ class Sampling:
         base = preset(chosen) if isinstance(chosen, str) else chosen
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
-    @property
-    def name(self) -> str:
-        return self.preset
-
     def preset_json(self) -> dict[str, Any]:
         """The preset part, as saved with a generation: its name and sampling settings."""
         values = asdict(self)

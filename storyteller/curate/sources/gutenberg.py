@@ -120,13 +120,10 @@ def remove_notes(text: str) -> tuple[str, dict[str, int]]:
     return text, removed
 
 
-def tale_text(raw: str, last: bool = False) -> str:
-    """A tale's text without lone chapter numbers, notes and pictures, a closing THE END and,
-    for the book's last tale, back matter after a final separator line or THE END."""
-    return clean_tale(raw, last)[0]
-
-
 def clean_tale(raw: str, last: bool = False) -> tuple[str, dict[str, int]]:
+    """A tale's text without lone chapter numbers, notes and pictures, a closing THE END
+    and, for the book's last tale, what follows a final separator line or THE END; and
+    what was taken out."""
     text, removed = remove_notes(_LONE_NUMBER.sub("", raw))
     if last:
         ending = list(_END_LINE.finditer(text))

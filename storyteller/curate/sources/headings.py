@@ -143,10 +143,10 @@ def heading_lines(heading: Heading, book: str) -> list[str]:
             if line.strip()]
 
 
-def headings(blocks: list[Block], begin: int = 0) -> list[Heading]:
-    """Every short block from `begin` on that could be a heading."""
+def headings(blocks: list[Block]) -> list[Heading]:
+    """Every short block that could be a heading."""
     found = []
-    index = begin
+    index = 0
     while index < len(blocks):
         block = blocks[index]
         if not is_heading_block(block):
