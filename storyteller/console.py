@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
@@ -40,15 +41,60 @@ class Steps:
         self.progress.update(task, total=self.progress.tasks[task].completed)
 
 
+class LineSteps(Steps):
+    """Progress for a log or CI, where a bar would be noise: a line for each step that runs
+    longer than `every` seconds, then one every `every` seconds with the count, the rate and
+    the time left, and one when it ends. Short steps print nothing."""
+
+    def __init__(self, every: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 write: Callable[[str], None] | None = None):
+        super().__init__(None)
+        self.every, self.clock = every, clock
+        self.write = write or (lambda line: console.print(line, markup=False, highlight=False))
+
+    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+        if total is None and hasattr(items, "__len__"):
+            total = len(items)  # type: ignore[arg-type]
+        start = last = self.clock()
+        done = 0
+        for item in items:
+            yield item
+            done += 1
+            now = self.clock()
+            if now - last >= self.every:
+                last = now
+                self.write(f"{description}: {progress_line(done, total, now - start)}")
+        if last != start:
+            self.write(f"{description}: {done:,} done in {clock_time(self.clock() - start)}")
+
+
+def clock_time(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def progress_line(done: int, total: int | None, elapsed: float) -> str:
+    """`1,234/5,000 (25%), 41.2/s, 1:31 left` — or without the total where none is known."""
+    rate = done / elapsed if elapsed > 0 else 0.0
+    if not total:
+        return f"{done:,} in {clock_time(elapsed)}, {rate:,.1f}/s"
+    left = (total - done) / rate if rate > 0 else 0.0
+    return (f"{done:,}/{total:,} ({done / total:.0%}), {rate:,.1f}/s, "
+            f"{clock_time(left)} left")
+
+
 @contextmanager
 def steps() -> Iterator[Steps]:
     if quiet():
         yield Steps(None)
         return
+    if not sys.stderr.isatty() and not os.environ.get("STORYTELLER_PROGRESS"):
+        yield LineSteps()
+        return
     progress = Progress(SpinnerColumn(), TextColumn("{task.description:<22}"), BarColumn(),
                         MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
-                        TimeRemainingColumn(), console=console, transient=False,
-                        disable=not sys.stderr.isatty() and not os.environ.get("STORYTELLER_PROGRESS"))
+                        TimeRemainingColumn(), console=console, transient=False)
     with progress:
         yield Steps(progress)
 

@@ -27,6 +27,14 @@ def curate(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for splits and "
                                                                "augmentation.")] = None,
     sets: Annotated[Optional[list[str]], set_option("dedup.threshold=0.6")] = None,
+    executor: Annotated[Optional[str], typer.Option(
+        "--executor", help="Who runs the work: local (this machine, the default) or datatrove "
+        "(its local executor here; Slurm with resources.slurm_partition). Same outputs either "
+        "way.", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Go on from the tasks an interrupted "
+                                         "run finished (kept in OUT/.curate-work, or "
+                                         "resources.work_dir); the outputs are the same as an "
+                                         "uninterrupted run's.")] = False,
     preview: Annotated[bool, typer.Option("--preview", help="Read and divide the inputs only and "
                                           "show what was found (format, every story, front and "
                                           "back matter, warnings); write nothing.")] = False,
@@ -47,6 +55,11 @@ def curate(
       storyteller curate corpora/starter --out data/starter
 
       storyteller curate stories.csv --format csv --set source.fields.text=body --out data/mine
+
+    Millions of stories: memory stays flat (the work goes through OUT/.curate-work); a killed
+    run goes on with --resume; --executor datatrove runs the same stages as datatrove tasks.
+
+      storyteller curate shards/ --out data/big --executor datatrove --set resources.tasks=64
     """
     from storyteller.config import load_config
     from storyteller.curate.config import CurateConfig
@@ -58,7 +71,8 @@ def curate(
         raise ConfigError.at("--format", f"unknown format {fmt!r}",
                              f"use one of: {', '.join(FORMATS)}")
     cfg = load_config(CurateConfig, config, sets or [],
-                      {"source.format": ("--format", fmt), "seed": ("--seed", seed)})
+                      {"source.format": ("--format", fmt), "seed": ("--seed", seed),
+                       "resources.executor": ("--executor", executor)})
     if preview:
         from storyteller.console import console
         from storyteller.curate.preview import show
@@ -69,4 +83,4 @@ def curate(
     if out is None:
         raise ConfigError.at("--out", "where should the curated dataset go?",
                              "e.g. --out data/mine (or --preview to only look)")
-    run(paths, out, cfg)
+    run(paths, out, cfg, resume=resume)

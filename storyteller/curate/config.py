@@ -153,6 +153,35 @@ class SplitConfig:
 
 
 @dataclass
+class ResourcesConfig:
+    """How the work is run; never what it produces, so none of it enters the manifest."""
+
+    # local: this machine, in this process and its worker pool. datatrove: every stage as
+    # datatrove tasks (its local executor here; Slurm or Ray on a cluster, see docs/curate.md).
+    executor: Literal["local", "datatrove"] = "local"
+    # Intermediate files (one folder per stage and task): a local folder or any fsspec URL;
+    # "" = OUT/.curate-work. Kept after a failed run so that --resume finishes it.
+    work_dir: str = ""
+    keep_work: bool = False      # keep the intermediate files after a successful run
+    # Stories in flight at once are sized to stay under this many GiB (the run's own process).
+    memory_gb: float = 3.0
+    # Tasks the inputs are divided into (whole files, in order); 0 = one per input file, at most
+    # 256. More tasks: finer resume and more parallelism on an engine.
+    tasks: int = 0
+    # A split file above this many MiB is written as shards, train-00000-of-000NN.jsonl.
+    shard_mb: int = 1024
+    # datatrove on a cluster: Slurm partition and time limit per task, or a Ray address.
+    slurm_partition: str = ""
+    slurm_time: str = "04:00:00"
+    ray_address: str = ""
+
+    def __post_init__(self):
+        require(self.memory_gb >= 0.5, "memory_gb", "must be at least 0.5")
+        require(self.tasks >= 0, "tasks", "must not be negative")
+        require(self.shard_mb >= 1, "shard_mb", "must be at least 1")
+
+
+@dataclass
 class CurateConfig:
     name: str = "curated"
     seed: int = 0
@@ -167,3 +196,4 @@ class CurateConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     charts: bool = True
     workers: int = 0  # processes for cleaning, signing and pair building; 0 = one per core
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import xxhash
@@ -153,6 +153,93 @@ def near_duplicate_clusters(signatures: Sequence[np.ndarray], threshold: float, 
         lsh.insert(index, minhashes[index], check_duplication=False)
     clusters: dict[int, Cluster] = {}
     for index in range(len(signatures)):
+        root = union.find(index)
+        if root != index:
+            cluster = clusters.setdefault(root, Cluster(root))
+            cluster.members.append(index)
+            cluster.similarity[index] = similarity(root, index)
+    return [clusters[root] for root in sorted(clusters)]
+
+
+def lsh_shape(threshold: float, num_perm: int) -> tuple[int, int]:
+    """The bands and rows per band that `near_duplicate_clusters` uses for `threshold`: the
+    staged path below proposes exactly the pairs that index proposes."""
+    lsh = MinHashLSH(threshold=max(0.2, threshold - 0.2), num_perm=num_perm)
+    return lsh.b, lsh.r
+
+
+_M1 = np.uint64(0xFF51AFD7ED558CCD)
+_M2 = np.uint64(0xC4CEB9FE1A85EC53)
+
+
+def _mix64(values: np.ndarray) -> np.ndarray:
+    values = values ^ (values >> np.uint64(33))
+    values = values * _M1
+    values = values ^ (values >> np.uint64(33))
+    values = values * _M2
+    return values ^ (values >> np.uint64(33))
+
+
+def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(bands, stories) 64-bit keys: two stories share a band's key when their signatures agree
+    on all of that band's rows (up to a 64-bit hash collision, which exact similarity then
+    rejects)."""
+    count = len(signatures)
+    if count == 0:
+        return np.zeros((bands, 0), dtype=np.uint64)
+    grid = signatures[:, :bands * rows].reshape(count, bands, rows).astype(np.uint64)
+    keys = np.broadcast_to(np.arange(bands, dtype=np.uint64) + np.uint64(1), (count, bands)).copy()
+    with np.errstate(over="ignore"):
+        for row in range(rows):
+            keys = _mix64(keys ^ grid[:, :, row])
+    return np.ascontiguousarray(keys.T)
+
+
+def band_candidates(keys: np.ndarray) -> np.ndarray:
+    """The pairs of stories that share a key (one band's key per story), as rows [i, j] with
+    i < j."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    same = ordered[1:] == ordered[:-1]
+    if not same.any():
+        return np.zeros((0, 2), dtype=np.int64)
+    edges = np.diff(np.concatenate(([0], same.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    pairs = []
+    for start, end in zip(starts, ends):
+        members = np.sort(order[start:end + 1])
+        left, right = np.triu_indices(len(members), k=1)
+        pairs.append(np.stack([members[left], members[right]], axis=1))
+    return np.concatenate(pairs).astype(np.int64)
+
+
+def staged_clusters(count: int, band_key_rows: Iterable[np.ndarray],
+                    similarity: Callable[[int, int], float], threshold: float,
+                    progress: Callable[[Iterable[int]], Iterable[int]] | None = None
+                    ) -> list[Cluster]:
+    """The clusters `near_duplicate_clusters` finds, from band keys computed ahead (one row of
+    keys per band, e.g. read from disk band by band) instead of an index held in memory.
+
+    A pair sharing any band is a candidate; it joins when its similarity reaches `threshold`.
+    Clusters are the connected components, so the order pairs are checked in does not change
+    them, and each keeps its first story in input order."""
+    found = [band_candidates(keys) for keys in band_key_rows]
+    found = [pairs for pairs in found if len(pairs)]
+    union = _UnionFind(count)
+    touched: set[int] = set()
+    if found:
+        pairs = np.concatenate(found)
+        # Unique pairs, ordered by the later story then the earlier, as the index meets them.
+        keys = np.unique(pairs[:, 1] * np.int64(count) + pairs[:, 0])
+        later, earlier = np.divmod(keys, np.int64(count))
+        steps = range(len(keys))
+        for step in (progress(steps) if progress else steps):
+            a, b = int(earlier[step]), int(later[step])
+            if union.find(a) != union.find(b) and similarity(a, b) >= threshold:
+                union.union(a, b)
+                touched.update((a, b))
+    clusters: dict[int, Cluster] = {}
+    for index in sorted(touched):
         root = union.find(index)
         if root != index:
             cluster = clusters.setdefault(root, Cluster(root))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -18,6 +19,7 @@ from storyteller.curate.augment import augment
 from storyteller.curate.config import CurateConfig
 from storyteller.curate.pairs import PairOptions, Story, build_pairs
 from storyteller.curate.records import Rejected, RawStory
+from storyteller.processes import die_with_parent
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -149,6 +151,7 @@ def _init(config: CurateConfig) -> None:
     # An exception here would make the pool restart the worker forever; keep it and report it
     # from the first job instead.
     global _WORKER, _INIT_ERROR
+    die_with_parent()  # a killed run must not leave its workers behind
     try:
         _WORKER = Worker(config)
     except BaseException as error:  # noqa: BLE001 - re-raised in the parent by _call
@@ -195,6 +198,23 @@ class Pool:
         if self._pool is None:
             return (getattr(self.local, method)(chunk) for _, chunk in jobs)
         return self._pool.imap(_call, jobs)
+
+    def map_chunks(self, method: str, chunks: Iterable[Sequence[T]],
+                   in_flight: int = 0) -> Iterator[Any]:
+        """Results for each chunk, in order, with at most `in_flight` chunks handed out at a
+        time (default four per worker): a stream of any length is worked through in bounded
+        memory, where `map` would queue all of it at once."""
+        if self._pool is None:
+            for chunk in chunks:
+                yield getattr(self.local, method)(chunk)
+            return
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append(self._pool.apply_async(_call, ((method, chunk),)))
+            if len(pending) >= (in_flight or 4 * self.workers):
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
 
     def close(self) -> None:
         if self._pool is not None:

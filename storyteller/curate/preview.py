@@ -119,46 +119,65 @@ def first_words(text: str, count: int = 8) -> str:
     return " ".join(words[:count]) + (" …" if len(words) > count else "")
 
 
+class Tally:
+    """Builds the InputReadings of some inputs from their records, one record at a time, so
+    that a corpus of millions is read back without being held."""
+
+    def __init__(self, described: Sequence[dict[str, Any]], given_format: str = "auto",
+                 keep: int = 200, first_input: int = 0):
+        self.readings = [InputReading(d["path"], d["format"],
+                                      why_format(d["path"], d["format"], given_format),
+                                      d.get("reading", {}).get("method", ""),
+                                      list(d.get("reading", {}).get("notes", [])))
+                         for d in described]
+        self.keep, self.first_input = keep, first_input
+        self.by_path = {r.path: r for r in self.readings}
+        self.texts: dict[str, list[str]] = {r.path: [] for r in self.readings}
+
+    def add(self, record: RawStory | Rejected) -> None:
+        readings = self.readings
+        if isinstance(record, RawStory):
+            index = record.input - self.first_input
+            reading = readings[index] if 0 <= index < len(readings) \
+                else self.by_path.get(record.source)
+            if reading is None:
+                return
+            reading.story_count += 1
+            if record.removed:
+                reading.removed.update(record.removed)
+            whole = reading.format in (*BOOK_FORMATS, "text")
+            if not whole and len(reading.stories) >= self.keep:
+                return
+            reading.stories.append(StoryRow(record.line, record.position,
+                                            str(record.meta.get("title", "")),
+                                            len(record.text.split()), first_words(record.text)))
+            if whole:
+                self.texts[reading.path].append(record.text)
+        else:
+            reading = self.by_path.get(record.source) or next(
+                (r for r in readings if record.source.startswith(r.path)), None)
+            if reading is None:
+                return
+            reading.rejected[record.reason] += 1
+            if record.reason in MATTER:
+                reading.matter.append((record.line, record.reason, record.detail))
+
+    def finish(self) -> list[InputReading]:
+        for reading in self.readings:
+            reading.warnings = split_warnings(reading.format, reading.stories,
+                                              self.texts[reading.path])
+        return self.readings
+
+
 def read_back(described: Sequence[dict[str, Any]], records: Iterable[RawStory | Rejected],
               given_format: str = "auto", keep: int = 200) -> list[InputReading]:
     """One InputReading per input, from the records the readers returned (in input order).
     A book keeps a row per story (its warnings need them all); a table or a folder keeps its
     first `keep`, so a corpus of millions costs no more than a book."""
-    readings = [InputReading(d["path"], d["format"], why_format(d["path"], d["format"],
-                                                                 given_format),
-                             d.get("reading", {}).get("method", ""),
-                             list(d.get("reading", {}).get("notes", [])))
-                for d in described]
-    by_path = {r.path: r for r in readings}
-    texts: dict[str, list[str]] = {r.path: [] for r in readings}
+    tally = Tally(described, given_format, keep)
     for record in records:
-        if isinstance(record, RawStory):
-            reading = readings[record.input] if 0 <= record.input < len(readings) \
-                else by_path.get(record.source)
-            if reading is None:
-                continue
-            reading.story_count += 1
-            if record.removed:
-                reading.removed.update(record.removed)
-            whole = reading.format in (*BOOK_FORMATS, "text")
-            if not whole and len(reading.stories) >= keep:
-                continue
-            reading.stories.append(StoryRow(record.line, record.position,
-                                            str(record.meta.get("title", "")),
-                                            len(record.text.split()), first_words(record.text)))
-            if whole:
-                texts[reading.path].append(record.text)
-        else:
-            reading = by_path.get(record.source) or next(
-                (r for r in readings if record.source.startswith(r.path)), None)
-            if reading is None:
-                continue
-            reading.rejected[record.reason] += 1
-            if record.reason in MATTER:
-                reading.matter.append((record.line, record.reason, record.detail))
-    for reading in readings:
-        reading.warnings = split_warnings(reading.format, reading.stories, texts[reading.path])
-    return readings
+        tally.add(record)
+    return tally.finish()
 
 
 def _cell(text: Any) -> str:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from storyteller.curate.preview import markdown as preview_markdown
 from storyteller.curate.split import SPLITS
 from storyteller.plots import pyplot, save_png
 
 
-def chart_lengths(path: Path, stories) -> None:
+def chart_lengths(path: Path, words: Sequence[int]) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.hist([s.words for s in stories] or [0], bins=30, color="#4c72b0")
+    ax.hist(list(words) or [0], bins=30, color="#4c72b0")
     ax.set_xlabel("words per story")
     ax.set_ylabel("stories")
     ax.set_title("Story lengths (kept stories)")
@@ -56,18 +56,19 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: Path, manifest: dict[str, Any], stories, clusters,
-                 rejects: list[dict[str, Any]], charts: bool = True,
+def write_report(out: Path, manifest: dict[str, Any], words: Sequence[int], clusters,
+                 rejects: Iterable[dict[str, Any]], charts: bool = True,
                  readings: Sequence[Any] = ()) -> list[str]:
-    """Write report.md (and its charts); the names of the files written."""
+    """Write report.md (and its charts); the names of the files written. `words` is each kept
+    story's length; `rejects` the reject rows (the first three of each reason are shown)."""
     counts = manifest["counts"]
     written = []
     if charts:
-        chart_lengths(out / "lengths.png", stories)
+        chart_lengths(out / "lengths.png", words)
         chart_genres(out / "genres.png", counts["stories_by_genre"])
         chart_rejects(out / "rejects.png", counts["rejected"])
         written += ["lengths.png", "genres.png", "rejects.png"]
-    words = sorted(s.words for s in stories)
+    words = sorted(words)
     median = words[len(words) // 2] if words else 0
     sections = [
         f"# Curated dataset: {manifest['name']}",
