@@ -169,7 +169,7 @@ class ResourcesConfig:
     # 256. More tasks: finer resume and more parallelism on an engine.
     tasks: int = 0
     # A split file above this many MiB is written as shards, train-00000-of-000NN.jsonl.
-    shard_mb: int = 1024
+    shard_mb: float = 1024
     # datatrove on a cluster: Slurm partition and time limit per task, or a Ray address.
     slurm_partition: str = ""
     slurm_time: str = "04:00:00"
@@ -178,7 +178,7 @@ class ResourcesConfig:
     def __post_init__(self):
         require(self.memory_gb >= 0.5, "memory_gb", "must be at least 0.5")
         require(self.tasks >= 0, "tasks", "must not be negative")
-        require(self.shard_mb >= 1, "shard_mb", "must be at least 1")
+        require(self.shard_mb > 0, "shard_mb", "must be above 0")
 
 
 @dataclass

@@ -9,6 +9,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -22,7 +24,6 @@ from storyteller.curate.records import Rejected, RawStory
 from storyteller.processes import die_with_parent
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Worker:
                                    max_story_tokens=config.pairs.max_story_tokens,
                                    context_words=config.pairs.context_words,
                                    opening_share=config.pairs.opening_share)
+        self._tagger, self._tagger_at = None, None
 
     def prepare(self, records: Sequence[RawStory]) -> list[Prepared | Rejected]:
         """Clean and filter a chunk of records; count tokens for the chunk in one batch."""
@@ -119,6 +121,17 @@ class Worker:
             record.text = ""  # the cleaned text is kept; the raw copy would only cost memory
             results[index] = Prepared(record, text, count, n, dedup.exact_key(text), signature, shingles)
         return results  # type: ignore[return-value]
+
+    def tag(self, job: tuple[str, tuple[str, ...], list[str], list[Any], list[Any]]
+            ) -> list[dict[str, Any]]:
+        """Genre and style of a chunk of stories, by the tagger saved at (work folder, parts) —
+        loaded once per process, since it is trained after the workers start."""
+        url, parts, texts, genres, styles = job
+        if self._tagger_at != (url, parts):
+            from storyteller.curate.work import Work
+
+            self._tagger, self._tagger_at = Work(url).read_pickle(parts), (url, parts)
+        return self._tagger.tag(texts, genres, styles)
 
     def pairs(self, work: Sequence[tuple[Story, bool]]) -> list[list[dict[str, Any]]]:
         """The pairs of each story, with augmented variants where asked."""
@@ -165,18 +178,19 @@ def _call(job: tuple[str, Any]) -> Any:
     return getattr(_WORKER, method)(chunk)
 
 
-def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
-    return [items[start:start + size] for start in range(0, len(items), size)]
+class WorkerDied(RuntimeError):
+    """A worker process ended in the middle of a chunk (killed, or out of memory)."""
 
 
 class Pool:
     """Runs Worker methods over chunks, in order: in this process for one worker, else in a
-    pool of forked processes (each makes its own Worker once)."""
+    pool of forked processes (each makes its own Worker once). A worker that dies mid-chunk
+    raises WorkerDied here rather than leaving the run waiting for it."""
 
     def __init__(self, config: CurateConfig, workers: int):
         self.workers = max(1, workers)
         self.config = config
-        self._pool = None
+        self._pool: ProcessPoolExecutor | None = None
         # Load (and on first use convert) the tokenizer here, before any fork: errors surface
         # once, cleanly, and workers inherit the loaded tokenizer instead of each converting it.
         from storyteller.models import load_tokenizer
@@ -186,50 +200,40 @@ class Pool:
             # Each process tokenizes its own chunks; the tokenizer's own threads would only
             # compete with the other processes for the same cores.
             os.environ["TOKENIZERS_PARALLELISM"] = "false"
-            context = multiprocessing.get_context("fork")
-            self._pool = context.Pool(self.workers, initializer=_init, initargs=(config,))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
+                                             initializer=_init, initargs=(config,))
             self.local = None
         else:
             self.local = Worker(config)
-
-    def map(self, method: str, items: Sequence[T], size: int) -> Iterator[Any]:
-        """Results for each chunk of `items`, in order."""
-        jobs = [(method, chunk) for chunk in chunks(items, size)]
-        if self._pool is None:
-            return (getattr(self.local, method)(chunk) for _, chunk in jobs)
-        return self._pool.imap(_call, jobs)
 
     def map_chunks(self, method: str, chunks: Iterable[Sequence[T]],
                    in_flight: int = 0) -> Iterator[Any]:
         """Results for each chunk, in order, with at most `in_flight` chunks handed out at a
         time (default four per worker): a stream of any length is worked through in bounded
-        memory, where `map` would queue all of it at once."""
+        memory."""
         if self._pool is None:
             for chunk in chunks:
                 yield getattr(self.local, method)(chunk)
             return
         pending: deque = deque()
-        for chunk in chunks:
-            pending.append(self._pool.apply_async(_call, ((method, chunk),)))
-            if len(pending) >= (in_flight or 4 * self.workers):
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+        try:
+            for chunk in chunks:
+                pending.append(self._pool.submit(_call, (method, chunk)))
+                if len(pending) >= (in_flight or 4 * self.workers):
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BrokenProcessPool:
+            raise WorkerDied("a worker process died in the middle of its work (killed, or out "
+                             "of memory)") from None
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
+            self._pool.shutdown(wait=True)
 
     def __enter__(self) -> "Pool":
         return self
 
     def __exit__(self, *exc) -> None:
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-
-
-def flatten(chunked: Iterable[list[R]]) -> Iterator[R]:
-    for chunk in chunked:
-        yield from chunk
+            self._pool.shutdown(wait=True, cancel_futures=True)

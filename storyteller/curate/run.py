@@ -6,6 +6,7 @@ run, guards `--resume`, and reports what was written."""
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, Sequence
 from storyteller import console
 from storyteller.config import to_dict
 from storyteller.curate.config import CurateConfig
+from storyteller.curate.prepare import WorkerDied
 from storyteller.curate.preview import MATTER, InputReading, Tally
 from storyteller.curate.records import RawStory
 from storyteller.curate.sources import expand_inputs
@@ -55,6 +57,7 @@ def fingerprint(plan: Plan) -> dict[str, Any]:
     and time of change), how they were divided into tasks, and every setting of the output."""
     settings = to_dict(plan.config)
     settings.pop("resources")
+    settings.pop("workers")  # how many processes share the work changes nothing it makes
     files = []
     for location, fmt in plan.inputs:
         path = Path(location)
@@ -103,6 +106,17 @@ def run(paths: Sequence[str], out: str | Path, config: CurateConfig,
             from storyteller.curate.executors import run_local
 
             run_local(plan)
+    except WorkerDied as error:
+        raise StorytellerError(Problem(plan.work, str(error),
+                                       "everything finished so far is kept: rerun the same "
+                                       "command with --resume")) from None
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise StorytellerError(Problem(error.filename or plan.work, "the disk is full",
+                                       "free some space (or point resources.work_dir elsewhere "
+                                       "for the intermediate files), then rerun with "
+                                       "--resume")) from None
     except BaseException:
         if not console.quiet():
             console.console.print(f"note: finished tasks are kept in {plan.work}; rerun with "

@@ -16,6 +16,7 @@ same bytes."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -76,5 +77,6 @@ def run_task(plan: Plan, stage: str, rank: int, pool, track) -> None:
         return
     runner = {"read": read.run, "link": link.run, "tag": tagging.run, "split": assign.run,
               "pairs": pairing.run, "write": assemble.run}[stage]
+    started = time.perf_counter()
     summary = runner(plan, rank, work, pool, track)
-    work.mark_done(stage, rank, summary)
+    work.mark_done(stage, rank, {**summary, "seconds": round(time.perf_counter() - started, 3)})

@@ -4,6 +4,7 @@ trained — and each group's stratum (its first story's genre) for the split."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from storyteller.curate.pairs import Story
@@ -25,21 +26,28 @@ def kept_stories(work, rank: int) -> Any:
             yield kept
 
 
+TAGGER = ("link", "00000", "tagger.pkl")
+
+
 def run(plan, rank: int, work, pool, track) -> dict[str, Any]:
     parts = work.begin("tag", rank)
-    tagger = work.read_pickle(("link", "00000", "tagger.pkl")) \
-        if work.exists(("link", "00000", "tagger.pkl")) else None
+    trained = work.exists(TAGGER)
     tags: list[dict[str, Tag]] = []
     strata: list[tuple[str, str | None]] = []
-    for kept in track.track(kept_stories(work, rank), f"tagging, part {rank + 1}"):
+    stream = kept_stories(work, rank)
+    if trained:  # the workers tag, each with the tagger loaded once from the work folder
+        stream, for_workers = itertools.tee(stream)
+        tagged = pool.map_chunks("tag", ((work.url, TAGGER, [row[0] for row, _, _ in kept],
+                                          [row[4].get("genre") for row, _, _ in kept],
+                                          [row[4].get("style") for row, _, _ in kept])
+                                         for kept in for_workers))
+    for kept in track.track(stream, f"tagging, part {rank + 1}"):
         metas = [row[4] for row, _, _ in kept]
-        if tagger is None:
+        if trained:
+            chunk_tags = next(tagged)
+        else:
             chunk_tags = [{name: Tag(str(meta[name]), 1.0, False) for name in ("genre", "style")}
                           for meta in metas]
-        else:
-            chunk_tags = tagger.tag([row[0] for row, _, _ in kept],
-                                    [meta.get("genre") for meta in metas],
-                                    [meta.get("style") for meta in metas])
         for (row, story_id, group), story_tags in zip(kept, chunk_tags):
             story = Story(id=story_id, group=group, text="", source={}, meta=row[4], words=0,
                           tokens=0, tags=story_tags)
