@@ -87,18 +87,18 @@ def generation_config(tokenizer, base: dict[str, Any]) -> dict[str, Any]:
 def heldout_pairs(source: ModelSource, run_dir: Path | None, data: Path | None) -> list[dict]:
     """The held-out (test split) pairs verification runs on: from `data`, else the run's own
     curated directory as run.json records it."""
-    from storyteller.curated import read_pairs
+    from storyteller.curated import read_split, split_files, split_label
 
     if data is None and run_dir is not None and (run_dir / "run.json").exists():
         recorded = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         data = Path(recorded.get("data", {}).get("dir", ""))
-    if data is None or not (data / "test.jsonl").exists():
+    if data is None or not split_files(data, "test"):  # test.jsonl or its shards
         raise InputError.at(f"model {source.ref!r}", "no held-out pairs to verify the merge on"
                             + (f" ({data}/test.jsonl is missing)" if data else ""),
                             "pass --data DIR, the curated directory the run was trained on")
-    pairs = [p for p in read_pairs(data / "test.jsonl") if p["messages"][-1]["role"] == "assistant"]
+    pairs = [p for p in read_split(data, "test") if p["messages"][-1]["role"] == "assistant"]
     if not pairs:
-        raise InputError.at(str(data / "test.jsonl"), "has no pairs", "pass another --data")
+        raise InputError.at(split_label(data, "test"), "has no pairs", "pass another --data")
     return sorted(pairs, key=lambda p: p["id"])
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from storyteller import console
 from storyteller.config import to_dict
-from storyteller.curated import read_data
+from storyteller.curated import read_data, split_label
 from storyteller.errors import InputError
 from storyteller.evaluate import metrics as m
 from storyteller.evaluate.adherence import (adherence, load_embedder, relevance, story_of,
@@ -264,7 +264,7 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     splits, data_hash = read_data(Path(cfg.data))
     pairs = splits[cfg.split]
     if not pairs:
-        raise InputError.at(f"{cfg.data}/{cfg.split}.jsonl", "no pairs to evaluate",
+        raise InputError.at(split_label(Path(cfg.data), cfg.split), "no pairs to evaluate",
                             "curate more stories or use --set split=val")
     prompts = select_prompts(pairs, cfg.limit, cfg.kinds)
     if not prompts:

@@ -38,6 +38,18 @@ class TrainState:
     stopped_early: bool = False
     base_test_loss: float | None = None  # measured before the first step
     history: list[dict[str, Any]] = field(default_factory=list)  # evaluations so far
+    # Where a streamed training split is (data.streaming): its cursor as plain data; None when
+    # the split is held whole, whose data position is `micro_batches` alone.
+    stream: dict[str, Any] | None = None
+
+
+def state_dict(state: TrainState) -> dict[str, Any]:
+    """state.json's content. `stream` is left out when unused, so a run that holds its split
+    whole writes the same checkpoints it wrote before streaming existed."""
+    data = asdict(state)
+    if data["stream"] is None:
+        del data["stream"]
+    return data
 
 
 def checkpoint_name(step: int) -> str:
@@ -102,7 +114,7 @@ def save_checkpoint(root: Path, state: TrainState, weights: dict[str, torch.Tens
     save_file({k: v.contiguous() for k, v in weights.items()}, staging / "weights.safetensors")
     torch.save({"optimizer": optimizer, "scheduler": scheduler, "rng": rng_state()},
                staging / "optimizer.pt")
-    (staging / "state.json").write_text(json.dumps(asdict(state), indent=1) + "\n")
+    (staging / "state.json").write_text(json.dumps(state_dict(state), indent=1) + "\n")
     (staging / "fingerprint.json").write_text(json.dumps(fingerprint, indent=1) + "\n")
     with open(staging / COMPLETE, "w") as marker:
         marker.write("ok\n")

@@ -62,10 +62,18 @@ class DataConfig:
     max_train_pairs: int = 0
     # Only pairs of these kinds (premise, title, opening, continuation …); empty: all.
     kinds: list[str] = field(default_factory=list)
+    # Read the training split lazily, file by file and line by line, instead of whole: for a
+    # split (sharded or not) too large to hold in memory. Needs train.max_steps; with
+    # max_train_pairs, the first N pairs of the split are used. Validation and test stay whole.
+    streaming: bool = False
+    # Streaming: pairs read, tokenised and packed together; their packs are shuffled together,
+    # so a larger buffer mixes the data more, and memory holds one buffer.
+    stream_buffer: int = 10000
 
     def __post_init__(self):
         require(self.max_length >= 16, "max_length", "must be at least 16")
         require(self.max_train_pairs >= 0, "max_train_pairs", "must not be negative")
+        require(self.stream_buffer >= 1, "stream_buffer", "must be at least 1")
 
 
 @dataclass
@@ -151,6 +159,11 @@ class FinetuneConfig:
 
     def __post_init__(self):
         require(bool(self.name.strip()), "name", "must not be empty")
+        # A streamed split's length is unknown until it has been read to the end, so the run's
+        # length (and the learning-rate schedule with it) cannot come from train.epochs.
+        require(not self.data.streaming or self.train.max_steps > 0, "train.max_steps",
+                "must be set (above 0) when data.streaming is true: a streamed split's size is "
+                "not known in advance, so epochs cannot give the number of steps")
 
     @property
     def adapter(self) -> bool:

@@ -118,6 +118,17 @@ def pack(examples: Sequence[Example], max_length: int) -> list[Pack]:
     return packs
 
 
+def pack_longest_first(examples: Sequence[Example], max_length: int,
+                      several: bool = True) -> list[Pack]:
+    """Longest first then first-fit: the fullest packs (least padding) for the data; with
+    `several` false, one example per pack. The whole training split is packed this way, or each
+    buffer of it when it is streamed."""
+    ordered = sorted(examples, key=lambda e: (-len(e.input_ids), e.id))
+    if several:
+        return pack(ordered, max_length)
+    return [pack([e], max_length)[0] for e in ordered]
+
+
 def block_causal_mask(segments: Sequence[Sequence[int]], length: int):
     """A boolean [batch, 1, length, length] mask: a token sees earlier tokens of its own
     segment only. Padding (segment -1) sees nothing but itself."""

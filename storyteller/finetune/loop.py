@@ -86,7 +86,7 @@ class Loop:
     loss_model: Any  # StoryLoss around it, prepared by the accelerator
     optimizer: Any
     scheduler: Any
-    plan: Plan
+    plan: Plan  # or a StreamPlan (data.streaming), which answers the same questions
     val_packs: Sequence[Pack]
     pad_id: int
     run_dir: Path
@@ -117,12 +117,10 @@ class Loop:
         world = accelerator.num_processes
         # The step's loss is the mean over all of its supervised tokens, whichever micro-batch
         # or process they fall in; DDP averages gradients over processes, hence `* world`.
-        step_tokens = plan.step_supervised(step)
-        batches = plan.step_micro_batches(step, accelerator.process_index)
+        batches, step_tokens = plan.step_packs(step, accelerator.process_index)
         loss_total = torch.zeros((), dtype=torch.float64, device=accelerator.device)
         tokens = 0
-        for index, pack_ids in enumerate(batches):
-            packs = [plan.packs[i] for i in pack_ids]
+        for index, packs in enumerate(batches):
             tokens += sum(len(p) for p in packs)
             batch = make_batch(packs, self.pad_id, self.packed, accelerator.device)
             last = index == len(batches) - 1
@@ -199,6 +197,7 @@ class Loop:
             result = self.train_step()
             state.step += 1
             state.micro_batches = state.step * plan.grad_accum
+            state.stream = plan.cursor()  # a streamed split's place, saved with the step
             state.tokens += result["tokens"]
             state.supervised += result["supervised"]
             state.seconds += time.perf_counter() - started
@@ -236,3 +235,4 @@ class Loop:
         self.scheduler.load_state_dict(checkpoint.scheduler)
         ckpt.set_rng_state(checkpoint.rng)
         self.state = checkpoint.state
+        self.plan.resume(self.state.step, self.state.stream)

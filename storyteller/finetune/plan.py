@@ -75,3 +75,17 @@ class Plan:
         """Supervised tokens in optimizer step `step`, summed over every process."""
         return sum(self.packs[i].supervised for rank in range(self.world)
                    for batch in self.step_micro_batches(step, rank) for i in batch)
+
+    def step_packs(self, step: int, rank: int = 0) -> tuple[list[list[Pack]], int]:
+        """The packs of process `rank`'s micro-batches in step `step`, and the step's supervised
+        tokens over every process: what the loop asks of a plan (a StreamPlan answers too)."""
+        batches = [[self.packs[i] for i in batch] for batch in self.step_micro_batches(step, rank)]
+        return batches, self.step_supervised(step)
+
+    def cursor(self) -> dict | None:
+        """Where the data is after the steps taken, beyond the step number: nothing, since the
+        order is computed from the step (a StreamPlan has a place in its files)."""
+        return None
+
+    def resume(self, step: int, cursor: dict | None) -> None:
+        """Continue after `step`: nothing to do, every step's packs are computed from it."""

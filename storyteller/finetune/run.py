@@ -19,14 +19,17 @@ import yaml
 
 from storyteller import console
 from storyteller.config import to_dict
-from storyteller.curated import read_data, read_pairs  # noqa: F401  (read_pairs: bench, tests)
+from storyteller.curated import (iter_located_pairs, iter_pairs, manifest_hash, read_data,
+                                  read_split, split_files, split_label)
+from storyteller.curated import read_pairs  # noqa: F401  (bench and tests import it from here)
 from storyteller.errors import ConfigError, InputError, Problem
 from storyteller.files import write_atomic
 from storyteller.models import load_tokenizer, resolve_model
 from storyteller.finetune import card, checkpoint as ckpt
 from storyteller.finetune.config import FinetuneConfig
-from storyteller.finetune.data import Example, Rejection, pack, tokenize_pairs
+from storyteller.finetune.data import Example, Rejection, pack_longest_first, tokenize_pairs
 from storyteller.finetune.progress import progress_bar
+from storyteller.finetune.stream import StreamPlan
 
 @dataclass
 class FinetuneResult:
@@ -50,10 +53,7 @@ def select_pairs(pairs: list[dict[str, Any]], cfg: FinetuneConfig, limit: int) -
 
 def make_packs(examples: list[Example], cfg: FinetuneConfig):
     """Longest first then first-fit: the fullest packs (least padding) for the data."""
-    ordered = sorted(examples, key=lambda e: (-len(e.input_ids), e.id))
-    if cfg.data.pack:
-        return pack(ordered, cfg.data.max_length)
-    return [pack([e], cfg.data.max_length)[0] for e in ordered]
+    return pack_longest_first(examples, cfg.data.max_length, cfg.data.pack)
 
 
 def fingerprint(cfg: FinetuneConfig, data_hash: str, world: int) -> dict[str, Any]:
@@ -66,7 +66,11 @@ def fingerprint(cfg: FinetuneConfig, data_hash: str, world: int) -> dict[str, An
             "lora.target_modules": cfg.lora.target_modules if cfg.adapter else None,
             "lora.dora": cfg.lora.dora if cfg.adapter else None,
             "train.batch_size": cfg.train.batch_size, "train.grad_accum": cfg.train.grad_accum,
-            "processes": world}
+            "processes": world,
+            # Only when streaming, so that runs which hold their split whole keep the
+            # fingerprint they always had (and stay resumable across this change).
+            **({"data.streaming": True, "data.stream_buffer": cfg.data.stream_buffer}
+               if cfg.data.streaming else {})}
 
 
 def check_run_dir(run_dir: Path, resume: bool, current: dict[str, Any]) -> ckpt.Checkpoint | None:
@@ -104,11 +108,62 @@ def tokenize_splits(splits, cfg: FinetuneConfig, tokenizer):
         kept, bad = tokenize_pairs(chosen, tokenizer, cfg.data.max_length)
         examples[name] = kept
         rejected += [(name, r) for r in bad]
-    if not examples["train"]:
-        raise InputError.at(f"{cfg.data.dir}/train.jsonl", "no training pair can be trained on",
+    if "train" in splits and not examples["train"]:  # a streamed train split is not here
+        raise InputError.at(split_label(Path(cfg.data.dir), "train"),
+                            "no training pair can be trained on",
                             f"first rejected: {rejected[0][1].id}: {rejected[0][1].reason}"
                             if rejected else "check data.kinds")
     return examples, rejected
+
+
+def survey_train(data_dir: Path, cfg: FinetuneConfig) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """One pass over a streamed training split before the first step, in constant memory: every
+    line is checked (a malformed one stops the run now, not hours into it), the pairs are
+    counted, and the controls they carry gathered for storyteller.json as for a split held whole."""
+    counts = {"pairs": 0, "selected": 0}
+
+    def counted():
+        for pair in iter_pairs(data_dir, "train"):
+            counts["pairs"] += 1
+            counts["selected"] += not cfg.data.kinds or pair.get("kind") in cfg.data.kinds
+            yield pair
+
+    seen = card.controls_seen(counted())
+    where = split_label(data_dir, "train")
+    if not counts["pairs"]:
+        raise InputError.at(where, "no training pairs", "curate more stories, or check the curate report")
+    if not counts["selected"]:
+        raise InputError.at(where, "no training pair can be trained on", "check data.kinds")
+    if cfg.data.max_train_pairs:
+        counts["selected"] = min(counts["selected"], cfg.data.max_train_pairs)
+    return counts, seen
+
+
+def stream_plan(data_dir: Path, cfg: FinetuneConfig, tokenizer, world: int, main: bool) -> StreamPlan:
+    """The plan of a streamed training split: its files read from any position, each buffer
+    tokenised and packed exactly as a whole split is."""
+    def prepare(pairs):
+        examples, rejected = tokenize_pairs(pairs, tokenizer, cfg.data.max_length)
+        return make_packs(examples, cfg), rejected
+
+    met = [0]
+
+    def warn(rejection: Rejection) -> None:
+        # Met while training, so not listed in run.json: the first few, then one line.
+        met[0] += 1
+        if main and met[0] <= 5:
+            console.console.print(f"[yellow]warning[/]: train pair {rejection.id} rejected: "
+                                  f"{rejection.reason}")
+        elif main and met[0] == 6:
+            console.console.print("[yellow]warning[/]: more train pairs rejected (a streamed "
+                                  "split's rejections are not all listed)")
+
+    files = split_files(data_dir, "train")
+    return StreamPlan(lambda start: iter_located_pairs(data_dir, "train", start), prepare,
+                      cfg.train.batch_size, cfg.train.grad_accum, world, cfg.seed,
+                      cfg.train.max_steps, cfg.data.stream_buffer, cfg.data.max_train_pairs,
+                      cfg.data.kinds, [path.stat().st_size for path in files],
+                      split_label(data_dir, "train"), warn)
 
 
 def _sigterm_as_interrupt(signum, frame):
@@ -127,7 +182,14 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     from storyteller.finetune.plan import Plan
 
     data_dir, run_dir = Path(cfg.data.dir), run_dir_for(cfg)
-    splits, data_hash = read_data(data_dir)
+    survey = seen = None
+    if cfg.data.streaming:
+        # The training split is read as training goes (stream.py); validation and test are small.
+        data_hash = manifest_hash(data_dir)
+        splits = {"val": read_split(data_dir, "val"), "test": read_split(data_dir, "test")}
+        survey, seen = survey_train(data_dir, cfg)
+    else:
+        splits, data_hash = read_data(data_dir)
     base_path = resolve_model(cfg.model.base)
     tokenizer = load_tokenizer(cfg.model.base)
 
@@ -148,9 +210,12 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     world, main = accelerator.num_processes, accelerator.is_main_process
 
     examples, rejected = tokenize_splits(splits, cfg, tokenizer)
-    packs = make_packs(examples["train"], cfg)
-    plan = Plan(tuple(packs), cfg.train.batch_size, cfg.train.grad_accum, world, cfg.seed,
-                cfg.train.epochs, cfg.train.max_steps)
+    if survey is not None:
+        packs, plan = None, stream_plan(data_dir, cfg, tokenizer, world, main)
+    else:
+        packs = make_packs(examples["train"], cfg)
+        plan = Plan(tuple(packs), cfg.train.batch_size, cfg.train.grad_accum, world, cfg.seed,
+                    cfg.train.epochs, cfg.train.max_steps)
     val_packs = make_packs(examples["val"], cfg) if cfg.eval.every_steps or cfg.eval.patience else []
     test_packs = make_packs(examples["test"], cfg) if cfg.eval.test_at_end else []
     current = fingerprint(cfg, data_hash, world)
@@ -171,7 +236,11 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
             "precision": {"name": precision.name, "reason": precision.reason},
             "processes": world, "fingerprint": current,
             "pairs": {k: len(v) for k, v in examples.items()},
-            "packs": {"train": len(packs), "padding_free": cfg.data.pack},
+            "packs": {"train": len(packs) if packs is not None else None,
+                      "padding_free": cfg.data.pack},
+            **({"stream": {"files": [p.name for p in split_files(data_dir, "train")],
+                           "pairs": survey["pairs"], "pairs_per_pass": survey["selected"],
+                           "buffer": cfg.data.stream_buffer}} if survey is not None else {}),
             "rejected_pairs": [{"split": s, "id": r.id, "reason": r.reason} for s, r in rejected],
             "resumed_from": str(latest.path) if latest else None,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -249,10 +318,12 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     }
     final = run_dir / "final"
     if main:
-        seen = card.controls_seen(splits["train"])
+        if survey is None:
+            seen = card.controls_seen(splits["train"])
+        train_pairs = len(examples["train"]) if survey is None else survey["selected"]
         meta = card.model_metadata(
             cfg, base_path, seen,
-            {"dir": str(data_dir), "manifest_sha256": data_hash, "train_pairs": len(examples["train"])},
+            {"dir": str(data_dir), "manifest_sha256": data_hash, "train_pairs": train_pairs},
             summary)
         write_final(final, accelerator.unwrap_model(loss_model).model, tokenizer, meta,
                     card.model_card(cfg, meta))
@@ -288,8 +359,11 @@ def describe_start(cfg, plan, precision, trainable, total, latest, world, main) 
     what = f"{cfg.model.method} on {cfg.model.base}"
     console.console.print(
         f"finetune {cfg.name}: {what}, {trainable:,} of {total:,} parameters trainable, "
-        f"{precision.name} ({precision.reason}); {len(plan.packs)} packs of up to "
-        f"{cfg.data.max_length} tokens, {plan.total_steps} steps"
+        f"{precision.name} ({precision.reason}); "
+        + (f"packs of up to {cfg.data.max_length} tokens streamed {cfg.data.stream_buffer} pairs "
+           f"at a time" if cfg.data.streaming else
+           f"{len(plan.packs)} packs of up to {cfg.data.max_length} tokens")
+        + f", {plan.total_steps} steps"
         + (f" on {world} processes" if world > 1 else "")
         + (f"; resuming after step {latest.state.step}" if latest else ""))
 
