@@ -163,17 +163,17 @@ class ResourcesConfig:
     # "" = OUT/.curate-work. Kept after a failed run so that --resume finishes it.
     work_dir: str = ""
     keep_work: bool = False      # keep the intermediate files after a successful run
-    # Stories in flight at once are sized to stay under this many GiB (the run's own process).
+    # On Slurm, each task's memory request (--mem-per-cpu, one CPU per task).
     memory_gb: float = 3.0
     # Tasks the inputs are divided into (whole files, in order); 0 = one per input file, at most
     # 256. More tasks: finer resume and more parallelism on an engine.
     tasks: int = 0
     # A split file above this many MiB is written as shards, train-00000-of-000NN.jsonl.
     shard_mb: float = 1024
-    # datatrove on a cluster: Slurm partition and time limit per task, or a Ray address.
+    # With the datatrove executor: submit every stage to this Slurm partition, each task with
+    # this time limit ("" = run them on this machine).
     slurm_partition: str = ""
     slurm_time: str = "04:00:00"
-    ray_address: str = ""
 
     def __post_init__(self):
         require(self.memory_gb >= 0.5, "memory_gb", "must be at least 0.5")

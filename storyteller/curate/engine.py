@@ -70,7 +70,10 @@ def datatrove_executors(plan: Plan) -> list[Any]:
         else:
             from datatrove.executor import LocalPipelineExecutor
 
-            executors.append(LocalPipelineExecutor(**common, workers=min(tasks, workers)))
+            # fork: each task starts from this process, with the modules and the tokenizer
+            # already loaded, instead of importing everything again (seconds per task).
+            executors.append(LocalPipelineExecutor(**common, workers=min(tasks, workers),
+                                                   start_method="fork"))
     return executors
 
 
@@ -82,6 +85,13 @@ def run_datatrove(plan: Plan) -> bool:
         logger.remove()
         logger.add(sys.stderr, level="WARNING")
     logging.getLogger("datatrove").setLevel(logging.WARNING)
+    if not plan.config.resources.slurm_partition:
+        from storyteller.models import load_tokenizer
+
+        # Loaded once here, inherited by every forked task; their own threads would only
+        # compete with the other tasks for the same cores.
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        load_tokenizer(plan.config.tokenizer)
     executors = datatrove_executors(plan)
     executors[-1].run()
     return not plan.config.resources.slurm_partition

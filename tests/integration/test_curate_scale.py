@@ -173,3 +173,35 @@ def test_a_killed_worker_is_reported_and_resume_finishes(baseline, tmp_path):
     assert "worker process died" in stderr and "--resume" in stderr
     curate(out, "--resume", "--set", "workers=2")
     assert same_outputs(out, baseline)
+
+
+def test_a_full_disk_is_reported_and_resume_finishes(baseline, tmp_path, monkeypatch):
+    """ENOSPC while a task finishes: one clear error naming the way on, then --resume."""
+    import errno
+
+    from storyteller.config import load_config
+    from storyteller.curate.config import CurateConfig
+    from storyteller.curate.run import run
+    from storyteller.curate.work import Work
+    from storyteller.errors import StorytellerError
+
+    monkeypatch.setenv("STORYTELLER_QUIET", "1")
+    config = load_config(CurateConfig, None, ["workers=1"], {})
+    marked = Work.mark_done
+    calls = [0]
+
+    def filling(self, stage, rank, summary=None):
+        calls[0] += 1
+        if calls[0] == 20:  # in the middle of the tag stage
+            raise OSError(errno.ENOSPC, "No space left on device", self.path(stage, "x"))
+        return marked(self, stage, rank, summary)
+
+    monkeypatch.setattr(Work, "mark_done", filling)
+    out = tmp_path / "out"
+    with pytest.raises(StorytellerError) as raised:
+        run([str(SAMPLES)], out, config)
+    message = str(raised.value.problems[0])
+    assert "disk is full" in message and "--resume" in message
+    monkeypatch.setattr(Work, "mark_done", marked)
+    run([str(SAMPLES)], out, config, resume=True)
+    assert same_outputs(out, baseline)
