@@ -151,8 +151,15 @@ def near_duplicate_clusters(signatures: Sequence[np.ndarray], threshold: float, 
             if union.find(other) != union.find(index) and similarity(index, other) >= threshold:
                 union.union(index, other)
         lsh.insert(index, minhashes[index], check_duplication=False)
+    return clusters_of(union, range(len(signatures)), similarity)
+
+
+def clusters_of(union: _UnionFind, indices: Iterable[int],
+                similarity: Callable[[int, int], float]) -> list[Cluster]:
+    """The clusters among `indices` (ascending), each member with its similarity to the
+    cluster's first story."""
     clusters: dict[int, Cluster] = {}
-    for index in range(len(signatures)):
+    for index in indices:
         root = union.find(index)
         if root != index:
             cluster = clusters.setdefault(root, Cluster(root))
@@ -238,11 +245,4 @@ def staged_clusters(count: int, band_key_rows: Iterable[np.ndarray],
             if union.find(a) != union.find(b) and similarity(a, b) >= threshold:
                 union.union(a, b)
                 touched.update((a, b))
-    clusters: dict[int, Cluster] = {}
-    for index in sorted(touched):
-        root = union.find(index)
-        if root != index:
-            cluster = clusters.setdefault(root, Cluster(root))
-            cluster.members.append(index)
-            cluster.similarity[index] = similarity(root, index)
-    return [clusters[root] for root in sorted(clusters)]
+    return clusters_of(union, sorted(touched), similarity)

@@ -97,11 +97,6 @@ class Stories:
         return (heads["source_names"][int(heads["sources"][local])],
                 None if line < 0 else line, None if position < 0 else position)
 
-    def listed(self, name: str, index: int):
-        task, local = self.locate(index)
-        values = self.heads[task][name]
-        return None if values is None else values[local]
-
     def band_rows(self, bands: int, chosen: np.ndarray) -> Iterator[np.ndarray]:
         """Each band's keys for the `chosen` stories, one band at a time."""
         for band in range(bands):
@@ -219,7 +214,6 @@ def run(plan, rank: int, work, pool, track) -> dict[str, Any]:
     seen: set[str] = set()
     per_file: Counter[str] = Counter()
     stems: dict[str, str] = {}
-    ids: list[str] = []
     groups: list[str] = []
     by_premise: dict[str, str] = {}
     bounds = np.searchsorted(survivors, stories.starts)
@@ -244,7 +238,6 @@ def run(plan, rank: int, work, pool, track) -> dict[str, Any]:
                 n += 1
                 candidate = f"{base}-{n}"
             seen.add(candidate)
-            ids.append(candidate)
             # A near-duplicate joins its representative's group; one premise is one group.
             group = groups[representative[number]] if number in representative else candidate
             premise = premises[local] if premises is not None else None
