@@ -38,14 +38,32 @@ class CurateStage(PipelineStep):
     name = "storyteller curate"
     type = "curate"
 
-    def __init__(self, plan: Plan, stage: str):
+    def __init__(self, plan: Plan, stage: str, isolate: bool = False):
         super().__init__()
-        self.plan, self.stage = plan, stage
+        self.plan, self.stage, self.isolate = plan, stage, isolate
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        run_task(self.plan, self.stage, rank, LazyPool(self.plan.config), console.Steps(None))
+        if self.isolate:
+            run_in_child(self.plan, self.stage, rank)
+        else:
+            run_task(self.plan, self.stage, rank, LazyPool(self.plan.config), console.Steps(None))
         self.stat_update(f"{self.stage} tasks")
         yield from ()
+
+
+def run_in_child(plan: Plan, stage: str, rank: int) -> None:
+    """Run a task in a forked child and wait for it. datatrove's local executor runs a one-task
+    stage in the command's own process; what that stage held (ids and groups of every story)
+    would stay with the command and be inherited by every task forked after it."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(
+        target=run_task, args=(plan, stage, rank, LazyPool(plan.config), console.Steps(None)))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"curate's {stage} task ended with exit code {child.exitcode} "
+                           "(its error is above)")
 
 
 def datatrove_executors(plan: Plan) -> list[Any]:
@@ -55,7 +73,8 @@ def datatrove_executors(plan: Plan) -> list[Any]:
     executors: list[Any] = []
     for stage in STAGES:
         tasks = plan.stage_tasks(stage)
-        common = {"pipeline": [CurateStage(plan, stage)], "tasks": tasks,
+        isolate = stage in GLOBAL_STAGES and not resources.slurm_partition
+        common = {"pipeline": [CurateStage(plan, stage, isolate)], "tasks": tasks,
                   "logging_dir": f"{plan.work.rstrip('/')}/logs/{stage}", "skip_completed": True,
                   "depends": executors[-1] if executors else None}
         if resources.slurm_partition:
