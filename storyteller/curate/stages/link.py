@@ -19,8 +19,9 @@ import xxhash
 import storyteller
 from storyteller import console
 from storyteller.curate import dedup
-from storyteller.curate.records import RawStory
+from storyteller.curate.records import RawStory, Rejected
 from storyteller.curate.sources import expand_inputs, read_source
+from storyteller.curate.stages import read
 from storyteller.curate.tag import Tagger
 
 PROJECT_ROOT = Path(storyteller.__file__).resolve().parents[1]
@@ -154,10 +155,7 @@ def exact_firsts(keys: np.ndarray) -> np.ndarray:
 
 def reject_line(source: str, line: int | None, reason: str, detail: str,
                 position: int | None) -> bytes:
-    from storyteller.curate.records import Rejected
-    from storyteller.curate.stages.read import reject_line as line_of
-
-    return line_of(Rejected(source, line, reason, detail, position))
+    return read.reject_line(Rejected(source, line, reason, detail, position))
 
 
 def run(plan, rank: int, work, pool, track) -> dict[str, Any]:
