@@ -20,6 +20,7 @@ import studio_ui  # noqa: E402
 st.set_page_config(page_title="storyteller studio", page_icon=":material/auto_stories:",
                    layout="wide")
 
+studio_ui.require_login()
 studio_ui.config()
 if st.session_state.get("config_problem"):
     st.warning(f"The studio config was not read: {studio_ui.plain(st.session_state.config_problem)}"

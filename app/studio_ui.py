@@ -6,7 +6,9 @@ Streamlit only takes Markdown (headings, labels), escaped first by `plain`."""
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import streamlit as st
 
 from storyteller.errors import StorytellerError
 from storyteller.client import ClientError, ServedModel, StoryClient
+from storyteller.studio.access import PASSWORD_VARIABLE, login_mode, password_matches
 from storyteller.studio.config import StudioConfig, load_studio_config
 from storyteller.studio.library import StoryLibrary, default_library_path
 
@@ -44,6 +47,39 @@ def config() -> StudioConfig:
             st.session_state.studio_config = StudioConfig()
             st.session_state.config_problem = str(error)
     return st.session_state.studio_config
+
+
+def _oidc_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except (FileNotFoundError, KeyError, ValueError):
+        return False
+
+
+def require_login() -> None:
+    """Stop the page here until the browser session has logged in, where the studio has a login
+    (a password from $STORYTELLER_STUDIO_PASSWORD, or OpenID Connect): nothing below runs, so no
+    page, upload or training control exists for a stranger."""
+    mode = login_mode(os.environ, _oidc_configured())
+    if mode == "open" or st.session_state.get("logged_in"):
+        return
+    if mode == "oidc":
+        if st.user.is_logged_in:
+            return
+        st.title("storyteller studio")
+        st.button("Log in", on_click=st.login, type="primary")
+        st.stop()
+    st.title("storyteller studio")
+    with st.form("login"):
+        given = st.text_input("Studio password", type="password")
+        sent = st.form_submit_button("Log in", type="primary")
+    if sent:
+        if password_matches(given, os.environ.get(PASSWORD_VARIABLE, "")):
+            st.session_state.logged_in = True
+            st.rerun()
+        time.sleep(1.0)  # slows guessing down; the studio's own sessions are unaffected
+        st.error("That is not the studio password.")
+    st.stop()
 
 
 @st.cache_resource(show_spinner=False)

@@ -35,12 +35,23 @@ def app(
     port: Annotated[int, typer.Option(help="Port to serve the studio on.")] = 8501,
     open_browser: Annotated[bool, typer.Option(
         "--open/--no-open", help="Open the studio in a browser.")] = False,
+    ssl_cert: Annotated[Path | None, typer.Option(
+        "--ssl-cert", help="TLS certificate (PEM) to serve the studio over https; with "
+                           "--ssl-key.", show_default=False)] = None,
+    ssl_key: Annotated[Path | None, typer.Option(
+        "--ssl-key", help="The certificate's private key (PEM).", show_default=False)] = None,
 ) -> None:
     """Start the writing studio: write stories with genre and style controls, keep them in a
     library, rate them, and score blinded rating items.
 
     The studio talks to a running `storyteller serve` endpoint; the API key comes from
     $STORYTELLER_API_KEY (or the sidebar) and is never shown. Stop it with Ctrl+C.
+
+    The studio starts training runs and writes files, so it listens beyond
+    this machine (--host 0.0.0.0) only behind a login: a password set in
+    $STORYTELLER_STUDIO_PASSWORD (at least 8 characters; use --ssl-cert and
+    --ssl-key so it does not travel in clear), or an OpenID Connect login
+    configured in .streamlit/secrets.toml ([auth]).
 
     Manual: docs/studio.md.
 
@@ -51,9 +62,12 @@ def app(
       storyteller app --endpoint http://gpu-box:8000 --library ~/stories.sqlite
 
       storyteller app --ratings out/eval/ratings   (raters open the Rate page)
+
+      STORYTELLER_STUDIO_PASSWORD=... storyteller app --host 0.0.0.0 --ssl-cert c.pem --ssl-key k.pem
     """
     from storyteller.errors import InputError
     from storyteller.processes import check_port
+    from storyteller.studio.access import check_exposure, oidc_configured, secrets_files
     from storyteller.studio.config import CONFIG_VARIABLE, environment_for, load_studio_config
     from storyteller.studio.launch import ENTRY, streamlit_command
     from storyteller.studio.library import default_library_path
@@ -69,15 +83,28 @@ def app(
                             "give the folder `storyteller ratings make` wrote")
     if not cfg.library:  # the default needs the user's data folder, so it is filled in here
         cfg = dataclasses.replace(cfg, library=str(default_library_path()))
+    if (ssl_cert is None) != (ssl_key is None):
+        raise InputError.at("--ssl-cert" if ssl_cert is None else "--ssl-key", "TLS needs both "
+                            "the certificate and its key", "pass --ssl-cert and --ssl-key")
+    for flag, path in (("--ssl-cert", ssl_cert), ("--ssl-key", ssl_key)):
+        if path is not None and not path.is_file():
+            raise InputError.at(f"{flag} {path}", "no such file", "give a PEM file")
+    login = check_exposure(host, os.environ,
+                           oidc_configured(secrets_files(Path.cwd(), Path.home())))
     check_port(host, port)
     env = {**os.environ, **environment_for(cfg)}
     if config:
         env[CONFIG_VARIABLE] = str(config)
-    typer.echo(f"studio: http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port} "
-               f"(endpoint {cfg.endpoint}, library {cfg.library}); Ctrl+C stops it")
+    scheme = "https" if ssl_cert else "http"
+    where = "localhost" if host in ("0.0.0.0", "::") else host
+    login_note = {"password": "; asks for the studio password", "oidc": "; OpenID Connect login",
+                  "open": ""}[login]
+    typer.echo(f"studio: {scheme}://{where}:{port} (endpoint {cfg.endpoint}, library "
+               f"{cfg.library}{login_note}); Ctrl+C stops it")
     # Streamlit takes this process's place, so Ctrl+C and a service manager's signals reach
     # it directly and no server is left behind.
-    command = streamlit_command(host, port, open_browser)
+    command = streamlit_command(host, port, open_browser, cfg.max_upload_mb,
+                                (ssl_cert, ssl_key) if ssl_cert and ssl_key else None)
     os.execve(command[0], command, env)
 
 

@@ -47,6 +47,8 @@ class StudioConfig:
     max_title_chars: int = 200
     # The largest max_tokens one generation may ask for (the advanced panel's ceiling).
     max_tokens: int = 2048
+    # The largest file a writer may upload on the Train page, in MB (Streamlit refuses larger).
+    max_upload_mb: int = 50
 
     def __post_init__(self):
         require(self.timeout > 0, "timeout", "must be more than 0 seconds")
@@ -54,6 +56,8 @@ class StudioConfig:
         require(self.max_title_chars > 0, "max_title_chars", "must be at least 1")
         require(16 <= self.max_tokens <= 32768, "max_tokens",
                 "must be between 16 and 32768")
+        require(1 <= self.max_upload_mb <= 4096, "max_upload_mb",
+                "must be between 1 and 4096 (MB)")
 
 
 def load_studio_config(path: str | Path | None = None, env: Mapping[str, str] = os.environ,
