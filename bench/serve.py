@@ -14,14 +14,19 @@ Measured per contender:
 - time to first token (TTFT): request sent → first piece of story text, p50 and p95 over the
   single-stream requests;
 - one stream: completion tokens / seconds of each request, requests one after another;
-- 8 streams: all completion tokens / wall seconds with 8 requests in flight at once.
+- 8 streams: all completion tokens / wall seconds with 8 requests in flight at once;
+- the machine's 1-minute load average before and after, since the CPU may be shared and a
+  busy neighbour slows every contender.
+
+With --weights, llama.cpp runs once per GGUF weights type (cpu.weights); with --rounds N the
+contenders run N times, interleaved, so a change in the machine's load reaches all alike.
 
 Targets on CPU (docs/BENCHMARKS.md): TTFT p50 ≤ 0.5 s, one stream ≥ 20 tokens/s, 8 streams ≥ 3×
 one stream's throughput.
 
     .venv/bin/python -m bench.serve [--model models/quickstart] [--max-tokens 128]
         [--requests 8] [--streams 8] [--backends llama.cpp,transformers]
-        [--write docs/BENCHMARKS.md]
+        [--weights f32,q8_0,q4_k_m] [--rounds 1] [--write docs/BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -220,12 +226,14 @@ def bench_generate(model_dir: Path, args, device: str = "cpu") -> dict:
 def table(rows: list[tuple[str, dict]], streams: int = 8) -> str:
     n = streams
     lines = [f"| contender | TTFT p50 s | TTFT p95 s | one stream tokens/s | {n} streams tokens/s "
-             f"| {n} streams ÷ one | {n}-stream TTFT p50 s |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             f"| {n} streams ÷ one | {n}-stream TTFT p50 s | load before → after |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     for name, r in rows:
+        load = r.get("load")
         lines.append(f"| {name} | {r['ttft_p50']:.3f} | {r['ttft_p95']:.3f} | "
                      f"{r['one_stream_tps']:.1f} | {r['many_streams_tps']:.1f} | "
-                     f"{r['ratio']:.2f}× | {r['many_ttft_p50']:.2f} |")
+                     f"{r['ratio']:.2f}× | {r['many_ttft_p50']:.2f} | "
+                     + (f"{load[0]:.2f} → {load[1]:.2f} |" if load else "— |"))
     return "\n".join(lines)
 
 
@@ -236,6 +244,8 @@ def rerun(args) -> str:
         f"--requests {args.requests} --streams {args.streams}"
         + "".join(f" --set {s}" for s in args.sets)
         + (f" --backends {args.backends}" if args.engine == "cpu" else "")
+        + (f" --weights {args.weights}" if args.weights else "")
+        + (f" --rounds {args.rounds}" if args.rounds > 1 else "")
         + (f" --engine {args.engine}" if args.engine != "cpu" else "")
         + (" --unseeded" if args.unseeded else "")
         + (" --skip-peer" if args.skip_peer else ""))
@@ -257,6 +267,12 @@ def main() -> None:
     parser.add_argument("--backends", default="llama.cpp,transformers",
                         help="CPU engines to run, comma-separated: llama.cpp, transformers, "
                              "transformers-cb (transformers serve with continuous batching)")
+    parser.add_argument("--weights", default="",
+                        help="GGUF weights types for llama.cpp, comma-separated, one contender "
+                             "each (cpu.weights: f32, bf16, f16, q8_0, q4_k_m); default: the "
+                             "serve config's")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the contenders this many times, interleaved")
     parser.add_argument("--engine", choices=["cpu", "vllm"], default="cpu",
                         help="cpu: the CPU engines against generate on the CPU; vllm: the vLLM "
                              "engine against generate on the GPU")
@@ -277,20 +293,35 @@ def main() -> None:
     unknown = [b for b in backends if b not in known]
     if unknown:
         parser.error(f"--backends: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
-    contenders = [(f"storyteller serve (CPU: {known[b][0]}{suffix})", [*sets, *known[b][1]])
-                  for b in backends]
+    from storyteller.serve.llamacpp import WEIGHTS
+
+    weights = [w.strip() for w in args.weights.split(",") if w.strip()]
+    if [w for w in weights if w not in WEIGHTS]:
+        parser.error(f"--weights: choose from {', '.join(WEIGHTS)}")
+    contenders = []
+    for b in backends:
+        for w in (weights if b == "llama.cpp" and weights else [None]):
+            label = f"{known[b][0]}{f', weights {w}' if w else ''}{suffix}"
+            chosen = ["--set", f"cpu.weights={w}"] if w else []
+            contenders.append((f"storyteller serve (CPU: {label})", [*sets, *known[b][1], *chosen]))
     if args.engine == "vllm":
         contenders = [(f"storyteller serve (vLLM engine{suffix})", [*sets, "--engine", "vllm"])]
-    for name, extra in contenders:
-        print(f"{name} …", flush=True)
-        rows.append((name, bench_server(args.model, args, extra)))
-        print(json.dumps(rows[-1][1]), flush=True)
+    for round_ in range(1, args.rounds + 1):
+        run = f", run {round_}" if args.rounds > 1 else ""
+        for name, extra in contenders:
+            print(f"{name}{run} …", flush=True)
+            load = os.getloadavg()[0]
+            result = bench_server(args.model, args, extra)
+            rows.append((name + run, {**result, "load": (load, os.getloadavg()[0])}))
+            print(json.dumps(rows[-1][1]), flush=True)
     if not args.skip_peer:
         print("in-process generate …", flush=True)
         device = "cuda" if args.engine == "vllm" else "cpu"
+        load = os.getloadavg()[0]
+        result = bench_generate(args.model, args, device)
         rows.append((f"in-process `generate` on the {'GPU, bf16' if device == 'cuda' else 'CPU'} "
                      f"(baseline; {args.streams} streams = one batch)",
-                     bench_generate(args.model, args, device)))
+                     {**result, "load": (load, os.getloadavg()[0])}))
         print(json.dumps(rows[-1][1]), flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
@@ -302,7 +333,9 @@ def main() -> None:
         f"{args.requests} single-stream requests one after another, then {args.streams} at once; "
         "prompts are 8 genre/style/premise requests rendered by storyteller.prompts, a sentence "
         "added to each premise in the burst (no prompt repeats between phases). Tokens/s "
-        "counts completion tokens over each request's whole time (TTFT included)."])
+        "counts completion tokens over each request's whole time (TTFT included); load is "
+        "the machine's 1-minute load average before and after each contender (2 cores; the "
+        "bench itself adds about 2, so more before a contender means a neighbour was running)."])
     print(body)
     if args.write:
         replace_section(args.write, "## serve (", f"## serve (`bench/serve.py`)\n\n{body}\n")

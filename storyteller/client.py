@@ -243,3 +243,65 @@ def _message_of(error: Exception) -> str:
     status = getattr(error, "status_code", None)
     text = str(detail or getattr(error, "message", None) or error)
     return f"HTTP {status}: {text}" if status and not text.startswith("Error code") else text
+
+
+# -- changing what the endpoint serves (POST / DELETE /v1/storyteller/models) -------------------
+
+def load_model(endpoint: str, name: str, path: str, api_key: str | None = None,
+               default: bool = False, timeout: float = 900.0) -> ServedModel:
+    """Have the endpoint serve the model at `path` (a directory on the server's machine, or a
+    base model's name) as `name`, replacing what served that name; returns once it answers.
+    Loading starts an engine, converting the model first on llama.cpp: minutes at most."""
+    entry = _admin(endpoint, "POST", "", api_key, timeout,
+                   {"name": name, "path": path, "default": default})
+    return ServedModel(entry["id"], entry.get("max_model_len"), entry.get("storyteller") or {})
+
+
+def unload_model(endpoint: str, name: str, api_key: str | None = None,
+                 drain: float | None = None, timeout: float = 900.0) -> dict[str, Any]:
+    """Stop serving `name` once its running requests are done (after `drain` seconds at most,
+    the server's default when None). The answer says whether any request was cut short."""
+    from urllib.parse import quote
+
+    query = "" if drain is None else f"?drain={drain:g}"
+    return _admin(endpoint, "DELETE", "/" + quote(name, safe=""), api_key, timeout, None, query)
+
+
+def _admin(endpoint: str, method: str, tail: str, api_key: str | None, timeout: float,
+           body: dict | None, query: str = "") -> dict[str, Any]:
+    root = endpoint.rstrip("/")
+    root = root[:-len("/v1")] if root.endswith("/v1") else root
+    headers = {"content-type": "application/json"}
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(f"{root}/v1/storyteller/models{tail}{query}", method=method,
+                                     headers=headers,
+                                     data=json.dumps(body).encode() if body is not None else None)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        try:
+            detail = json.loads(error.read()).get("error") or {}
+        except (ValueError, AttributeError):
+            detail = {}
+        message = f"HTTP {error.code}: {detail.get('message') or error.reason}"
+        param = detail.get("param")
+        kind = {400: BadRequest, 401: Unauthorized, 403: Unauthorized, 404: ModelNotFound,
+                409: EndpointBusy, 503: EndpointBusy}.get(error.code, EngineFailed)
+        hint = {400: f"change {param}" if param else "change the request",
+                401: "set the key the server was started with",
+                403: "send the server's API key, or ask from the server's machine",
+                404: "pick one of the served models", 409: "wait until it has loaded"
+                }.get(error.code, "see the server's output")
+        raise kind(message, hint, endpoint) from None
+    except TimeoutError:
+        raise EndpointTimeout(f"no answer within {timeout:.0f} s", "loading can take minutes; "
+                              "raise the timeout", endpoint) from None
+    except (urllib.error.URLError, OSError) as error:
+        if isinstance(getattr(error, "reason", None), TimeoutError):
+            raise EndpointTimeout(f"no answer within {timeout:.0f} s", "loading can take "
+                                  "minutes; raise the timeout", endpoint) from None
+        raise EndpointUnreachable("cannot reach the endpoint",
+                                  "is `storyteller serve` running at this address?",
+                                  endpoint) from None

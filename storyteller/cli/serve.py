@@ -18,7 +18,8 @@ from storyteller.cli.options import config_option, set_option
 def serve(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model directory "
                                                  "(storyteller merge's --out), e.g. "
-                                                 "models/quickstart.")] = None,
+                                                 "models/quickstart, or a base model by "
+                                                 "name: smollm2-135m.")] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="auto (vLLM on a GPU, "
                                                   "else CPU), vllm or cpu.")] = None,
     host: Annotated[Optional[str], typer.Option("--host", help="Address to bind (default "
@@ -32,7 +33,8 @@ def serve(
                                                           "an adapter unmerged (vLLM), as PATH "
                                                           "or NAME=PATH; repeatable.")] = None,
     served_name: Annotated[Optional[str], typer.Option("--served-name", help="Name clients ask "
-                                                       "for (default: the directory's name).")] = None,
+                                                       "for (default: the directory's name, "
+                                                       "or the base model's).")] = None,
     config: Annotated[Optional[Path], config_option("configs/serve/default.yaml")] = None,
     sets: Annotated[Optional[list[str]], set_option("cpu.parallel=4")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything and print the "
@@ -52,11 +54,18 @@ def serve(
     Bound to 127.0.0.1 unless --host says otherwise; any other address requires --api-key.
     Before launch a preflight checks the chat template, stop ids, control schema and adapters.
 
+    More models load and unload while it runs, each on its own engine:
+    POST /v1/storyteller/models {"name", "path", "default"} and
+    DELETE /v1/storyteller/models/NAME (the key when set; else loopback clients only). Every
+    engine goes down with the server, however it ends.
+
     Manual: docs/serve.md; the HTTP API: docs/API.md.
 
     Examples:
 
       storyteller serve --model models/quickstart
+
+      storyteller serve --model smollm2-135m
 
       storyteller serve -m models/quickstart --host 0.0.0.0 --api-key "$KEY" --port 8080
 

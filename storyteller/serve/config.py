@@ -28,8 +28,8 @@ class VllmConfig:
 @dataclass
 class CpuConfig:
     # The CPU engine. auto: llama.cpp's llama-server where scripts/llama-cpp.sh installed it
-    # (float32 GGUF converted from the model directory once, continuous batching with each
-    # request sampled as it asks), else `transformers serve`.
+    # (a GGUF of `weights` converted from the model directory once, continuous batching with
+    # each request sampled as it asks), else `transformers serve`.
     backend: Literal["auto", "llama.cpp", "transformers"] = "auto"
     # llama.cpp: requests decoded together (more wait in a queue).
     parallel: int = 8
@@ -42,6 +42,12 @@ class CpuConfig:
     # (AVX512-BF16 or AMX; attention over it is faster there, 8 streams ~15% faster in
     # docs/BENCHMARKS.md), else f16, llama.cpp's own default. f32 is the slowest here.
     kv_cache: Literal["auto", "f16", "bf16", "f32"] = "auto"
+    # llama.cpp: the weights' GGUF number type, converted from the model directory once per
+    # type and cached (storyteller.serve.llamacpp.WEIGHTS). f32: the merged model's own
+    # numbers; bf16 / f16: half the size; q8_0: 8-bit blocks, a quarter the size; q4_k_m:
+    # 4-5-bit blocks (needs llama-quantize, built by scripts/llama-cpp.sh). Speed and greedy
+    # fidelity of each: docs/BENCHMARKS.md, "Quantised CPU serving".
+    weights: Literal["f32", "bf16", "f16", "q8_0", "q4_k_m"] = "f32"
     # llama.cpp: more llama-server flags, appended as given (e.g. ["--poll", "0"]).
     extra_args: list[str] = field(default_factory=list)
     # transformers serve only, from here on.

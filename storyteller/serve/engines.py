@@ -153,7 +153,7 @@ def llamacpp_launch(cfg: ServeConfig, model_dir: Path, served_name: str, port: i
 
     key = secrets.token_urlsafe(24)
     limit = max_model_len(model_dir, cfg.max_model_len)
-    gguf = llamacpp.gguf_path(model_dir, cache_root())
+    gguf = llamacpp.gguf_path(model_dir, cache_root(), cfg.cpu.weights)
     command = llamacpp.llamacpp_command(
         llamacpp.server_binary(), gguf, model_dir.resolve() / "chat_template.jinja",
         served_name, port, key, cfg.cpu.parallel, cfg.cpu.threads,
@@ -167,10 +167,15 @@ def llamacpp_launch(cfg: ServeConfig, model_dir: Path, served_name: str, port: i
 
 class EngineProcess(Process):
     """The engine child process (storyteller.processes.Process): its own process group, its
-    output kept, stopped with the group."""
+    output kept, stopped with the group, and gone with the server however the server ends (a
+    llama-server left behind holds gigabytes and its port)."""
 
     def __init__(self, launch: EngineLaunch, log: Path | None = None):
-        super().__init__(launch.command, f"engine {launch.kind}", env=launch.env, log=log)
+        # vLLM runs its engine core and GPU workers as child processes of its own, which the
+        # parent-death signal does not reach: a watchdog ends its whole group too.
+        super().__init__(launch.command, f"engine {launch.kind}", env=launch.env, log=log,
+                         die_with_parent=True,
+                         guard="both" if launch.kind == "vllm" else "signal")
         self.launch = launch
 
     @property

@@ -10,7 +10,9 @@ It owns what must be the same on every engine:
   storyteller's sampling extras (top_k, min_p, repetition_penalty, seed), then translated into
   what the engine understands (llama.cpp's names; `transformers serve` takes them as a
   generation config);
-- the served model name in every response, streamed or not.
+- the served model name in every response, streamed or not;
+- several models by name, each on its own engine (storyteller.serve.registry), added and removed
+  while it runs through the admin routes the server adds (storyteller.serve.admin).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+
+from storyteller.serve.registry import Engine, Registry
 
 OPEN_ROUTES = ("/health",)
 # The OpenAI parameters every engine gets, and storyteller's extras.
@@ -207,46 +211,61 @@ def rename_model(payload: dict, name: str) -> dict:
 
 # ------------------------------------------------------------------------------- the app
 
-def create_app(settings: GatewaySettings) -> Starlette:
-    # Idle connections are dropped before the engine drops them (llama-server closes them after
-    # 5 s, httpx's own default): reusing one the engine has just closed fails the request.
-    client = httpx.AsyncClient(base_url=settings.engine_url, timeout=httpx.Timeout(
-        connect=5.0, read=None, write=30.0, pool=None), limits=httpx.Limits(
-        max_connections=512, max_keepalive_connections=64, keepalive_expiry=2.0))
-    engine_headers = {"authorization": f"Bearer {settings.engine_key}"} \
-        if settings.engine_key else {}
+def model_entry(model: ServedModel, created: int) -> dict:
+    """A model as /v1/models lists it, with the storyteller.json keys clients read (`kind`
+    "base" for a base model served before any fine-tune)."""
+    meta = model.metadata
+    return {"id": model.name, "object": "model", "created": created,
+            "owned_by": "storyteller", "max_model_len": model.max_model_len,
+            "storyteller": {key: meta.get(key) for key in (
+                "kind", "base_model", "genres", "styles", "controls", "control_schema",
+                "header_fields", "system_prompt", "merged_from") if key in meta}}
+
+
+def create_app(settings: GatewaySettings, registry: Registry | None = None,
+               routes: list[BaseRoute] = (), background=()) -> Starlette:
+    """The gateway. `registry` holds the models and their engines (default: `settings.models`
+    on the engine at `settings.engine_url`); `routes` are added (the server's admin routes);
+    each of `background` (coroutine functions) runs while the app does."""
+    if registry is None:
+        registry = Registry()
+        registry.add(list(settings.models.values()),
+                     Engine(settings.engine_url, settings.engine_kind, settings.engine_key))
 
     async def health(request: Request) -> Response:
-        try:
-            answer = await client.get("/health", headers=engine_headers, timeout=5.0)
-        except httpx.HTTPError:
+        engines = registry.engines()
+        if not engines:
             return JSONResponse({"status": "unavailable", "engine": settings.engine_kind,
-                                 "reason": "the engine does not answer"}, status_code=503)
-        if answer.status_code != 200:
-            return JSONResponse({"status": "unavailable", "engine": settings.engine_kind,
-                                 "reason": f"the engine answered {answer.status_code}"},
-                                status_code=503)
+                                 "reason": "no model is loaded", "models": []}, status_code=503)
+        for engine in engines:
+            try:
+                answer = await engine.client.get("/health", headers=engine.headers, timeout=5.0)
+                reason = None if answer.status_code == 200 else \
+                    f"the engine answered {answer.status_code}"
+            except httpx.HTTPError:
+                reason = "the engine does not answer"
+            if reason:
+                names = [n for n, (_, e) in registry.models.items() if e is engine]
+                return JSONResponse({"status": "unavailable", "engine": engine.kind,
+                                     "reason": f"{reason} (model {', '.join(names)})"},
+                                    status_code=503)
         return JSONResponse({"status": "ok", "engine": settings.engine_kind,
-                             "models": list(settings.models)})
-
-    def model_entry(model: ServedModel) -> dict:
-        meta = model.metadata
-        return {"id": model.name, "object": "model", "created": settings.created,
-                "owned_by": "storyteller", "max_model_len": model.max_model_len,
-                "storyteller": {key: meta.get(key) for key in (
-                    "base_model", "genres", "styles", "controls", "control_schema",
-                    "header_fields", "system_prompt", "merged_from") if key in meta}}
+                             "models": list(registry.models)})
 
     async def list_models(request: Request) -> Response:
-        return JSONResponse({"object": "list",
-                             "data": [model_entry(m) for m in settings.models.values()]})
+        return JSONResponse({"object": "list", "data": [
+            model_entry(m, settings.created) for m in registry.served().values()]})
 
     async def get_model(request: Request) -> Response:
         name = request.path_params["name"]
-        if name not in settings.models:
+        try:
+            registry.check_available(name)
+        except ApiError as error:
+            return error.response()
+        if name not in registry.models:
             return ApiError(404, f"model {name!r} is not served here", "model",
                             code="model_not_found").response()
-        return JSONResponse(model_entry(settings.models[name]))
+        return JSONResponse(model_entry(registry.served()[name], settings.created))
 
     async def forward(request: Request, route: str) -> Response:
         raw = await request.body()
@@ -255,34 +274,38 @@ def create_app(settings: GatewaySettings) -> Starlette:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return ApiError(400, f"the request body is not valid JSON: {exc}").response()
         try:
-            body, model = validate(body, route, settings.models)
+            registry.check_available(body.get("model") if isinstance(body, dict) else None)
+            body, model = validate(body, route, registry.served())
         except ApiError as error:
             return error.response()
+        engine = registry.engine_of(model.name)
         path = "/v1/chat/completions" if route == "chat" else "/v1/completions"
-        payload = engine_body(body, route, model, settings.engine_kind)
-        try:
-            answer = await send_to_engine(client, path, payload, engine_headers)
-        except httpx.HTTPError as exc:
-            return ApiError(503, f"the engine is not reachable ({type(exc).__name__}); try "
-                                 "again shortly", kind="engine_unavailable").response()
-        if answer.status_code != 200:
-            detail = (await answer.aread()).decode("utf-8", "replace")
-            await answer.aclose()
-            return engine_error(answer.status_code, detail)
-        if body.get("stream"):
-            # vLLM and llama.cpp already name the model as served and end with [DONE]: their
-            # bytes pass through unparsed (decoding and re-encoding every event cost a quarter
-            # of the throughput).
-            same = settings.engine_kind in ("vllm", "llama.cpp") and \
-                model.engine_model == model.name
-            relay = relay_bytes(answer) if same else relay_stream(answer, model.name)
-            return StreamingResponse(relay,
-                                     media_type="text/event-stream",
-                                     headers={"cache-control": "no-cache"})
-        try:
-            payload = json.loads(await answer.aread())
-        finally:
-            await answer.aclose()
+        payload = engine_body(body, route, model, engine.kind)
+        # The engine is held while the request runs, so unloading waits for it.
+        with registry.hold(engine):
+            try:
+                answer = await send_to_engine(engine.client, path, payload, engine.headers)
+            except httpx.HTTPError as exc:
+                return ApiError(503, f"the engine of model {model.name!r} is not reachable "
+                                     f"({type(exc).__name__}); try again shortly",
+                                kind="engine_unavailable").response()
+            if answer.status_code != 200:
+                detail = (await answer.aread()).decode("utf-8", "replace")
+                await answer.aclose()
+                return engine_error(answer.status_code, detail)
+            if body.get("stream"):
+                # vLLM and llama.cpp already name the model as served and end with [DONE]:
+                # their bytes pass through unparsed (decoding and re-encoding every event cost
+                # a quarter of the throughput).
+                same = engine.kind in ("vllm", "llama.cpp") and model.engine_model == model.name
+                relay = relay_bytes(answer) if same else relay_stream(answer, model.name)
+                return StreamingResponse(registry.held_stream(engine, relay),
+                                         media_type="text/event-stream",
+                                         headers={"cache-control": "no-cache"})
+            try:
+                payload = json.loads(await answer.aread())
+            finally:
+                await answer.aclose()
         return JSONResponse(rename_model(payload, model.name))
 
     async def chat(request: Request) -> Response:
@@ -293,8 +316,16 @@ def create_app(settings: GatewaySettings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        yield
-        await client.aclose()
+        import asyncio
+
+        tasks = [asyncio.create_task(job()) for job in background]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for engine in {*registry.engines(), *registry.retired}:
+                await engine.close()
 
     app = Starlette(routes=[
         Route("/health", health, methods=["GET"]),
@@ -302,7 +333,9 @@ def create_app(settings: GatewaySettings) -> Starlette:
         Route("/v1/models/{name:path}", get_model, methods=["GET"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
+        *routes,
     ], lifespan=lifespan)
+    app.state.registry = registry
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     return app
 

@@ -6,10 +6,11 @@ its own settings and seed, and one stream of the 135M model runs at 3x the speed
 `transformers serve` on the same two cores (docs/BENCHMARKS.md, serve). `scripts/llama-cpp.sh`
 builds it into .venv/llama.cpp; without it the CPU engine is `transformers serve`.
 
-Weights stay float32, so served stories are the merged model's. The KV cache is bf16 on CPUs
-that compute bf16 natively and float16 elsewhere (kv_cache_type): float32 made decoding slower
-on both CPUs measured, and neither half-precision type changed a greedy story in
-bench/serve_fidelity.py."""
+The weights are served as `cpu.weights` says (WEIGHTS): float32, the merged model's own numbers,
+or a smaller GGUF type converted once per type and cached beside the float32 file. The KV
+cache is bf16 on CPUs that compute bf16 natively and float16 elsewhere (kv_cache_type): float32
+made decoding slower on both CPUs measured, and neither half-precision type changed a greedy
+story in bench/serve_fidelity.py."""
 
 from __future__ import annotations
 
@@ -57,44 +58,119 @@ def available() -> bool:
     return server_binary() is not None and converter() is not None
 
 
-def gguf_path(model_dir: Path, cache: Path) -> Path:
-    """Where the float32 GGUF of `model_dir` lives: in the cache, named by the directory and a
-    digest of its weights, config and tokenizer (sizes and mtimes), so an edited or re-merged
-    model is converted again and an unchanged one never is."""
+# The GGUF number types `cpu.weights` may name: written by convert_hf_to_gguf.py `--outtype`
+# straight from the model directory, or by llama-quantize from the float32 GGUF (its name for
+# the type as the value). q8_0 and q4_k_m quantise the matmul weights in blocks of 32 and 256;
+# llama-quantize gives rows that are not a multiple of 256 (the 135M model's 576 columns) a
+# block-32 type instead.
+CONVERTED = ("f32", "bf16", "f16", "q8_0")
+QUANTIZED = {"q4_k_m": "Q4_K_M"}
+WEIGHTS = (*CONVERTED, *QUANTIZED)
+
+
+def quantizer() -> Path | None:
+    """The llama-quantize scripts/llama-cpp.sh installed beside llama-server, else one on PATH."""
+    installed = home() / "bin" / "llama-quantize"
+    if installed.is_file() and os.access(installed, os.X_OK):
+        return installed
+    found = shutil.which("llama-quantize")
+    return Path(found) if found else None
+
+
+def gguf_path(model_dir: Path, cache: Path, weights: str = "f32") -> Path:
+    """Where the GGUF of `model_dir` with `weights` (WEIGHTS) lives: in the cache, named by the
+    directory and a digest of its weights, config and tokenizer (sizes and mtimes), so an
+    edited or re-merged model is converted again and an unchanged one never is; the number
+    type is the name's last part (weights_of)."""
+    if weights not in WEIGHTS:
+        raise InputError.at("cpu.weights", f"unknown GGUF weights {weights!r}",
+                            f"choose one of {', '.join(WEIGHTS)}")
     digest = hashlib.sha256(str(model_dir.resolve()).encode())
     for path in sorted(model_dir.iterdir()):
         if path.suffix in (".safetensors", ".json", ".jinja") and path.is_file():
             stat = path.stat()
             digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return cache / "gguf" / f"{model_dir.name}-{digest.hexdigest()[:16]}.f32.gguf"
+    return cache / "gguf" / f"{model_dir.name}-{digest.hexdigest()[:16]}.{weights}.gguf"
+
+
+def weights_of(gguf: Path) -> str:
+    """The number type in a name gguf_path wrote: `quickstart-<digest>.q8_0.gguf` -> q8_0."""
+    return gguf.name.removesuffix(".gguf").rsplit(".", 1)[-1]
+
+
+def conversion_of(gguf: Path) -> str:
+    """The model version a cached GGUF is of (`quickstart-<digest>`), whatever its type."""
+    return gguf.name.removesuffix(".gguf").rsplit(".", 1)[0]
 
 
 def ensure_gguf(model_dir: Path, target: Path) -> Path:
-    """Convert `model_dir` to float32 GGUF at `target` unless it is there. Written under a
-    temporary name and renamed, so a killed conversion leaves no file that looks finished."""
+    """Convert `model_dir` to the GGUF `target` (named by gguf_path, which gives its type)
+    unless it is there: a converter type straight from the directory, a quantised one with
+    llama-quantize from the float32 GGUF, itself converted first where missing and kept (a
+    later switch of cpu.weights then costs no second conversion). Each file is written under
+    a temporary name and renamed, so a killed conversion leaves no file that looks finished."""
     if target.is_file():
         return target
-    script = converter()
-    if script is None:
-        raise InputError.at("cpu.backend llama.cpp", f"the GGUF converter is not installed "
-                            f"under {home()}", "run scripts/llama-cpp.sh, or serve with "
-                            "--set cpu.backend=transformers")
+    weights = weights_of(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    result = subprocess.run(
-        [sys.executable, str(script), str(model_dir), "--outtype", "f32", "--outfile",
-         str(partial)], capture_output=True, text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if result.returncode != 0:
+    remove_abandoned(target)
+    # One temporary name per process: two servers starting on one model do not write into
+    # each other's file (the second rename replaces an identical file).
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    if weights in QUANTIZED:
+        tool = quantizer()
+        if tool is None:
+            raise InputError.at(f"cpu.weights {weights}", f"llama-quantize is not installed "
+                                f"under {home() / 'bin'} nor on PATH", "re-run "
+                                "scripts/llama-cpp.sh (it builds llama-quantize), or serve "
+                                "with --set cpu.weights=q8_0")
+        f32 = ensure_gguf(model_dir, target.with_name(f"{conversion_of(target)}.f32.gguf"))
+        command = [str(tool), str(f32), str(partial), QUANTIZED[weights]]
+    else:
+        script = converter()
+        if script is None:
+            raise InputError.at("cpu.backend llama.cpp", f"the GGUF converter is not installed "
+                                f"under {home()}", "run scripts/llama-cpp.sh, or serve with "
+                                "--set cpu.backend=transformers")
+        command = [sys.executable, str(script), str(model_dir), "--outtype", weights,
+                   "--outfile", str(partial)]
+    result = subprocess.run(command, capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if result.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
         tail = "\n  ".join((result.stderr or result.stdout).strip().splitlines()[-8:])
-        raise InputError.at(str(model_dir), f"llama.cpp could not convert it to GGUF:\n  {tail}",
-                            "serve it with --set cpu.backend=transformers")
+        other = ("serve float32 weights with --set cpu.weights=f32" if weights != "f32"
+                 else "serve it with --set cpu.backend=transformers")
+        raise InputError.at(str(model_dir), f"llama.cpp could not convert it to a {weights} "
+                            f"GGUF ({Path(command[0]).name} exited with {result.returncode}):"
+                            f"\n  {tail}", other)
     partial.replace(target)
     source = str(model_dir.resolve())
     source_note(target).write_text(source)
     prune_stale(target.parent, keep=target, source=source)
     return target
+
+
+def remove_abandoned(target: Path) -> list[Path]:
+    """Delete temporary files of `target` whose writer is no longer running (a conversion
+    killed midway leaves up to 540 MB); a live writer's file stays."""
+    removed = []
+    for partial in target.parent.glob(f"{target.name}.*.partial"):
+        pid = partial.name[len(target.name) + 1:-len(".partial")]
+        if pid.isdigit() and not process_alive(int(pid)):
+            partial.unlink(missing_ok=True)
+            removed.append(partial)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def source_note(gguf: Path) -> Path:
@@ -104,16 +180,18 @@ def source_note(gguf: Path) -> Path:
 
 def prune_stale(folder: Path, keep: Path, source: str) -> list[Path]:
     """Remove cached GGUFs no request can reach again: those of a directory that is gone, and
-    older conversions of `source`, the directory `keep` came from (a re-merged model is
-    converted anew, and each conversion of the 135M model is 540 MB). GGUFs without a note are
-    left alone. Returns what was removed."""
+    conversions of an older version of `source`, the directory `keep` came from (a re-merged
+    model is converted anew, and each float32 conversion of the 135M model is 540 MB). Other
+    types of the same version as `keep` stay: a switch of cpu.weights reaches them. GGUFs
+    without a note are left alone. Returns what was removed."""
     removed = []
     for note in folder.glob("*.gguf.source"):
         gguf = note.with_name(note.name[:-len(".source")])
         if gguf == keep:
             continue
         came_from = note.read_text()
-        if came_from == source or not Path(came_from).is_dir():
+        older = came_from == source and conversion_of(gguf) != conversion_of(keep)
+        if older or not Path(came_from).is_dir():
             gguf.unlink(missing_ok=True)
             note.unlink(missing_ok=True)
             removed.append(gguf)
@@ -165,4 +243,8 @@ def llamacpp_command(binary: Path, gguf: Path, template: Path, served_name: str,
             "--no-kv-unified", "--ctx-size", str(context),
             "--cache-type-k", kv_cache, "--cache-type-v", kv_cache,
             "--cache-ram", "1024", "--no-webui",
+            # Weights stay in GGUF's own layout: the CPU backend's repacked and AMX layouts
+            # (its "extra buffer types") crash this build while loading q8_0 and q4_k_m weights
+            # on a Xeon with AMX (SIGSEGV), and do nothing for float weights.
+            "--no-repack",
             *sampling_flags(generation)]

@@ -62,13 +62,16 @@ def eos_ids(model_dir: Path) -> list[int]:
     return [int(x) for x in (eos if isinstance(eos, list) else [eos])]
 
 
-def check_model(model_dir: Path) -> list[Problem]:
+def check_model(model_dir: Path, base: bool = False) -> list[Problem]:
     """A model directory an engine can serve as storyteller expects: weights, chat template,
-    every stop id, the control schema."""
+    every stop id, the control schema. A `base` model (storyteller.models' embedded ones,
+    served before any fine-tune) has no control schema of its own: clients offer the schema's
+    examples for it."""
     where = str(model_dir)
     if not model_dir.is_dir():
         return [Problem(where, "is not a directory",
-                        "pass a model directory written by `storyteller merge --run runs/NAME`")]
+                        "pass a model directory written by `storyteller merge --run runs/NAME`,"
+                        " or a base model by name: smollm2-135m")]
     problems = []
     if (model_dir / "adapter_config.json").exists():
         return [Problem(where, "is an adapter, not a model",
@@ -98,6 +101,8 @@ def check_model(model_dir: Path) -> list[Problem]:
                                     "turn in this tokenizer",
                                     "re-run storyteller merge, which writes every stop id"))
     metadata = read_json(model_dir / "storyteller.json")
+    if base:
+        return problems
     if metadata is None:
         problems.append(Problem(f"{where}/storyteller.json", "is missing or not JSON",
                                 "the control schema tells clients which genres and styles the "

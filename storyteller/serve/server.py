@@ -1,28 +1,24 @@
-"""`storyteller serve`: preflight, launch the engine, then run the gateway in front of it until
-interrupted; the engine goes down with the gateway."""
+"""`storyteller serve`: preflight, launch the engine of --model, then run the gateway in front
+of it until interrupted. More models are loaded and unloaded while it runs (admin routes,
+storyteller.serve.admin), each on its own engine; every engine goes down with the server,
+however the server ends (storyteller.processes: the parent-death signal, else a watchdog)."""
 
 from __future__ import annotations
 
 import os
 import signal
-import time
-from threading import Thread
 from dataclasses import dataclass
 from pathlib import Path
 
-from storyteller.errors import InputError, Problem, StorytellerError
+from storyteller.errors import InputError, Problem
 from storyteller.processes import check_port
-from storyteller.serve import llamacpp
 from storyteller.serve.config import LOOPBACK, ServeConfig
-from storyteller.serve.engines import (EngineProcess, choose_engine, max_model_len,
-                                       plan_launch)
-from storyteller.serve.gateway import GatewaySettings, ServedModel
-from storyteller.serve.preflight import (Adapter, check_adapter, check_model, parse_adapter,
-                                         read_json)
+from storyteller.serve.engines import choose_engine, plan_launch
+from storyteller.serve.fleet import Loader, ModelRef, PreflightError, check_ref, resolve_ref
+from storyteller.serve.gateway import GatewaySettings
+from storyteller.serve.preflight import Adapter, check_adapter, parse_adapter
 
-
-class PreflightError(StorytellerError):
-    pass
+__all__ = ["Plan", "PreflightError", "describe", "plan", "resolve_key", "serve"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +29,12 @@ class Plan:
     served_name: str
     adapters: list[Adapter]
     api_key: str | None
+    # The embedded base model's name when --model names one (smollm2-135m, tiny-random).
+    base: str | None = None
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef(self.model_dir, self.base)
 
 
 def resolve_key(cfg: ServeConfig) -> str | None:
@@ -44,14 +46,15 @@ def plan(cfg: ServeConfig) -> Plan:
     binding rule. Raises with every problem at once."""
     if not cfg.model:
         raise InputError.at("--model", "no model to serve",
-                            "pass a directory written by storyteller merge, e.g. models/quickstart")
-    model_dir = Path(cfg.model).expanduser()
-    problems: list[Problem] = check_model(model_dir)
+                            "pass a directory written by storyteller merge, e.g. "
+                            "models/quickstart, or a base model: smollm2-135m")
+    ref = resolve_ref(cfg.model)
+    problems: list[Problem] = check_ref(ref)
     adapters = [parse_adapter(spec) for spec in cfg.adapters]
     for adapter in adapters:
-        problems += check_adapter(adapter, model_dir)
+        problems += check_adapter(adapter, ref.model_dir)
     names = [a.name for a in adapters]
-    served_name = cfg.served_name or model_dir.name
+    served_name = cfg.served_name or ref.default_name
     if len(set(names + [served_name])) != len(names) + 1:
         problems.append(Problem("--adapter", f"names must differ from each other and from the "
                                 f"model's ({served_name}): {', '.join(names)}",
@@ -64,73 +67,58 @@ def plan(cfg: ServeConfig) -> Plan:
     if problems:
         raise PreflightError(*problems)
     engine, why = choose_engine(cfg.engine, cfg.cpu.backend)
-    return Plan(engine, why, model_dir, served_name, adapters, key)
-
-
-def served_models(cfg: ServeConfig, the_plan: Plan, engine_model: str) -> dict[str, ServedModel]:
-    limit = max_model_len(the_plan.model_dir, cfg.max_model_len)
-    generation = read_json(the_plan.model_dir / "generation_config.json") or {}
-    metadata = read_json(the_plan.model_dir / "storyteller.json") or {}
-    models = {the_plan.served_name: ServedModel(the_plan.served_name, engine_model, limit,
-                                                metadata, generation)}
-    for adapter in the_plan.adapters:
-        meta = read_json(adapter.path / "storyteller.json") or metadata
-        # vLLM names an adapter by its --lora-modules name.
-        models[adapter.name] = ServedModel(adapter.name, adapter.name, limit, meta, generation)
-    return models
+    return Plan(engine, why, ref.model_dir, served_name, adapters, key, ref.base)
 
 
 def serve(cfg: ServeConfig, say=print, log: Path | None = None) -> None:
-    """Run until SIGINT / SIGTERM."""
+    """Run until SIGINT / SIGTERM (uvicorn turns both into a graceful stop)."""
     import uvicorn
 
+    from storyteller.serve.admin import admin_routes, watch_engines
     from storyteller.serve.gateway import create_app
+    from storyteller.serve.registry import Registry
 
     the_plan = plan(cfg)
     check_port(cfg.host, cfg.port)
-    launch = plan_launch(cfg, the_plan.engine, the_plan.model_dir, the_plan.served_name,
-                         the_plan.adapters)
-    say(f"engine: {launch.title} ({the_plan.why}); loading {the_plan.model_dir} …")
-    if launch.convert and not launch.convert[1].is_file():
-        say(f"converting the model to float32 GGUF for llama.cpp (once): {launch.convert[1]}")
-        llamacpp.ensure_gguf(*launch.convert)
-    engine = EngineProcess(launch, log)
+    server: uvicorn.Server | None = None
+    died: list[str] = []
+    loader = Loader(cfg, the_plan.engine, log, say,
+                    should_stop=lambda: bool(server and server.should_exit))
+    registry = Registry()
+    say(f"engine: {the_plan.engine} ({the_plan.why})")
     try:
-        engine.wait_healthy(cfg.startup_timeout)
-        engine.warm_up({"model": launch.engine_model, "max_tokens": 1,
-                        "messages": [{"role": "user", "content": "Hello"}]})
-        settings = GatewaySettings(engine.url, launch.kind,
-                                   served_models(cfg, the_plan, launch.engine_model),
-                                   api_key=the_plan.api_key, engine_key=launch.engine_key)
-        app = create_app(settings)
+        engine, models = loader.load(the_plan.served_name, the_plan.ref, the_plan.adapters,
+                                     check=False)
+        registry.add(models, engine, default=True)
+        settings = GatewaySettings(engine.url, engine.kind, {m.name: m for m in models},
+                                   api_key=the_plan.api_key, engine_key=engine.key)
+
+        def on_empty(why: str) -> None:
+            died.append(why)
+            server.should_exit = True
+
+        app = create_app(settings, registry,
+                         routes=admin_routes(registry, loader, the_plan.api_key,
+                                             settings.created, say),
+                         background=[lambda: watch_engines(registry, say, on_empty)])
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
-        say(f"serving {', '.join(settings.models)} at http://{host}:{cfg.port}/v1 "
+        say(f"serving {', '.join(registry.models)} at http://{host}:{cfg.port}/v1 "
             f"({'API key required' if the_plan.api_key else 'no API key: loopback only'}); "
             "Ctrl+C stops it")
         server = uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port,
                                                log_level="warning", access_log=False))
-        # SIGTERM (e.g. from a supervisor) stops as Ctrl+C does, engine included.
+        # uvicorn re-raises the signal that stopped it once it is done, under the handler
+        # that was there before: SIGTERM (a supervisor's) must then stop as Ctrl+C does, with
+        # the engines, not end the process before they are stopped.
         signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
-        watchdog = Thread(target=watch_engine, args=(engine, server, say), daemon=True)
-        watchdog.start()
         server.run()
-        if engine.process.poll() is not None:
-            raise InputError.at(f"engine {launch.kind}", f"exited with code "
-                                f"{engine.process.returncode}:\n  " + engine.last_words(),
-                                "see the lines above; start storyteller serve again")
+        if died:
+            raise InputError.at(f"engine {the_plan.engine}", f"{died[0]}; see its last lines "
+                                "above", "start storyteller serve again")
     finally:
-        engine.stop()
-
-
-def watch_engine(engine: EngineProcess, server, say, every: float = 1.0) -> None:
-    """An engine that dies takes the endpoint down with it, with its last output, rather than
-    leaving a gateway that answers 503 forever."""
-    while not server.should_exit:
-        if engine.process.poll() is not None:
-            say(f"error: the engine exited with code {engine.process.returncode}")
-            server.should_exit = True
-            return
-        time.sleep(every)
+        loader.abort()
+        for engine in {*registry.engines(), *registry.retired}:
+            loader.stop(engine)
 
 
 def describe(cfg: ServeConfig) -> dict:

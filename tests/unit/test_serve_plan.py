@@ -214,6 +214,8 @@ def test_llamacpp_command_line(tmp_path):
                  f"--chat-template-file {tmp_path / 'chat_template.jinja'}", "--threads 2",
                  "--parallel 8", "--no-kv-unified --ctx-size 65536", "--poll 0",
                  "--cache-type-k bf16 --cache-type-v bf16",
+                 # Quantised weights load only in GGUF's own layout on this llama.cpp.
+                 "--no-repack",
                  # Transformers' order, and neutral defaults instead of top-k 40 / min-p 0.05.
                  "--samplers penalties;temperature;top_k;top_p;min_p", "--temp 1.0",
                  "--top-p 1.0", "--top-k 0", "--min-p 0.0", "--repeat-penalty 1.0"):
@@ -264,6 +266,21 @@ def test_cached_ggufs_no_request_can_reach_are_removed(tmp_path):
     assert sorted(prune_stale(cache, keep=current, source=str(kept))) == sorted([older, gone])
     assert not older.exists() and not source_note(older).exists() and not gone.exists()
     assert current.exists() and alive.exists() and unnoted.exists()
+
+
+def test_the_weights_type_chosen_is_the_gguf_served_and_converted(tmp_path, monkeypatch):
+    from storyteller.serve import engines
+
+    monkeypatch.setenv("STORYTELLER_CACHE", str(tmp_path / "cache"))
+    folder = model_dir(tmp_path)
+    for weights in ("f32", "q8_0", "q4_k_m"):
+        cfg = load_config(ServeConfig, None, [f"cpu.weights={weights}"])
+        launch = engines.plan_launch(cfg, "llama.cpp", folder, "model", [])
+        served = Path(launch.command[launch.command.index("--model") + 1])
+        assert served.name.endswith(f".{weights}.gguf") and launch.convert == (folder, served)
+        assert served.parent == tmp_path / "cache" / "gguf"
+    assert ServeConfig().cpu.weights == load_config(ServeConfig, ROOT / "configs/serve/"
+                                                    "default.yaml").cpu.weights
 
 
 def test_the_cpu_backend_is_llamacpp_where_installed_else_transformers(monkeypatch, tmp_path):
