@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
@@ -40,6 +41,19 @@ class Steps:
             self.progress.advance(task)
         self.progress.update(task, total=self.progress.tasks[task].completed)
 
+    @contextmanager
+    def phase(self, description: str) -> Iterator[None]:
+        """A step that is one long call (loading or writing a model): a bar that runs until it
+        ends, without a count."""
+        if self.progress is None:
+            yield
+            return
+        task = self.progress.add_task(description, total=None)
+        try:
+            yield
+        finally:
+            self.progress.update(task, total=1, completed=1)
+
 
 class LineSteps(Steps):
     """Progress for a log or CI, where a bar would be noise: a line for each step that runs
@@ -67,6 +81,30 @@ class LineSteps(Steps):
         if last != start:
             self.write(f"{description}: {done:,} done in {clock_time(self.clock() - start)}")
 
+    @contextmanager
+    def phase(self, description: str) -> Iterator[None]:
+        """A line every `every` seconds while one long call runs (a thread keeps time, since the
+        call gives no counts), and one when it ends; a short call prints nothing."""
+        start = self.clock()
+        stop = threading.Event()
+        said = []
+
+        def heartbeat() -> None:
+            # `every` 0 (tests, or a log that wants everything) still waits a moment per line.
+            while not stop.wait(max(self.every, 0.05)):
+                said.append(True)
+                self.write(f"{description}: running for {clock_time(self.clock() - start)}")
+
+        ticker = threading.Thread(target=heartbeat, name=f"progress: {description}", daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            ticker.join()
+            if said or self.every == 0:
+                self.write(f"{description}: done in {clock_time(self.clock() - start)}")
+
 
 def clock_time(seconds: float) -> str:
     seconds = int(round(seconds))
@@ -84,13 +122,28 @@ def progress_line(done: int, total: int | None, elapsed: float) -> str:
             f"{clock_time(left)} left")
 
 
+def line_interval() -> float:
+    """Seconds between progress lines in a log: $STORYTELLER_PROGRESS_EVERY, else 30."""
+    raw = os.environ.get("STORYTELLER_PROGRESS_EVERY", "").strip()
+    try:
+        return max(float(raw), 0.0) if raw else 30.0
+    except ValueError:
+        from storyteller.errors import InputError
+
+        raise InputError.at("$STORYTELLER_PROGRESS_EVERY", f"{raw!r} is not a number of seconds",
+                            "set it to e.g. 30, or unset it") from None
+
+
 @contextmanager
 def steps() -> Iterator[Steps]:
+    """Progress for a command's steps: bars on a terminal (or with $STORYTELLER_PROGRESS), lines
+    with counts and time left in a log or CI ($STORYTELLER_PROGRESS_EVERY seconds apart, 30 by
+    default), nothing with $STORYTELLER_QUIET."""
     if quiet():
         yield Steps(None)
         return
     if not sys.stderr.isatty() and not os.environ.get("STORYTELLER_PROGRESS"):
-        yield LineSteps()
+        yield LineSteps(line_interval())
         return
     progress = Progress(SpinnerColumn(), TextColumn("{task.description:<22}"), BarColumn(),
                         MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),

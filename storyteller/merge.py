@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from storyteller import console
 from storyteller.errors import InputError
 from storyteller.models import ModelSource, inspect_model
 from storyteller.prompts import prompt_ids
@@ -110,10 +111,16 @@ def spread(pairs: Sequence[dict], count: int) -> list[dict]:
     return [pairs[int(i * step)] for i in range(count)]
 
 
+def no_progress(items, description):
+    return items
+
+
 def measure(model, tokenizer, prompts: Sequence[dict], stories: Sequence[dict],
-            tolerances: Tolerances, max_length: int) -> dict[str, Any]:
+            tolerances: Tolerances, max_length: int, track=no_progress,
+            label: str = "") -> dict[str, Any]:
     """What verification compares: the logits at every position of each prompt, its greedy
-    continuation, and the pooled perplexity of the held-out stories."""
+    continuation, and the pooled perplexity of the held-out stories. `track(items, what)` shows
+    how far each part is (console.Steps.track)."""
     import torch
 
     from storyteller.finetune.heldout import pooled_perplexity, story_nll
@@ -122,14 +129,15 @@ def measure(model, tokenizer, prompts: Sequence[dict], stories: Sequence[dict],
     stops = stop_ids(tokenizer)
     logits, greedy = [], []
     with torch.inference_mode():
-        for pair in prompts:
+        for pair in track(prompts, f"{label}: logits and greedy stories"):
             ids = torch.tensor([prompt_ids(tokenizer, pair["messages"][:-1])], device=device)
             logits.append(model(input_ids=ids).logits[0].float().cpu())
             out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                  max_new_tokens=tolerances.greedy_tokens, eos_token_id=stops,
                                  pad_token_id=tokenizer.pad_token_id or stops[0])
             greedy.append(out[0, ids.shape[1]:].tolist())
-    nll, _ = story_nll(model, tokenizer, stories, max_length=max_length)
+    nll, _ = story_nll(model, tokenizer, stories, max_length=max_length,
+                       progress=lambda items, what: track(items, f"{label}: held-out {what}"))
     return {"logits": logits, "greedy": greedy, "perplexity": pooled_perplexity(nll),
             "story_tokens": sum(item.tokens for item in nll)}
 
@@ -228,7 +236,9 @@ def model_card(name: str, metadata: dict, verification: dict) -> str:
 def merge(run: str, out: Path, data: Path | None = None, tolerances: Tolerances = Tolerances(),
           prompts: int = 4, stories: int = 8, force: bool = False, steps=None) -> MergeResult:
     """Merge, reload, verify, then publish `out`; on a failed check nothing is published and the
-    verification goes beside the run instead."""
+    verification goes beside the run instead. `steps` (console.steps()) shows each part: the
+    loads and the write as they run, the prompts and stories measured with counts and time
+    left."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -243,28 +253,29 @@ def merge(run: str, out: Path, data: Path | None = None, tolerances: Tolerances 
     chosen_prompts, chosen_stories = spread(pairs, prompts), spread(pairs, stories)
     max_length = int(source.metadata.get("max_length") or 4096)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    track = steps.track if steps else (lambda items, description: items)
+    steps = steps if steps is not None else console.Steps(None)
     started = time.perf_counter()
 
     tokenizer = AutoTokenizer.from_pretrained(source.tokenizer)
-    phases = iter(track(range(4), "merge: reference, merge, reload, verify"))
-    next(phases)
-    model = load_reference(source, device)
-    reference = measure(model, tokenizer, chosen_prompts, chosen_stories, tolerances, max_length)
-    next(phases)
+    with steps.phase("merge: loading base + adapter (fp32)"):
+        model = load_reference(source, device)
+    reference = measure(model, tokenizer, chosen_prompts, chosen_stories, tolerances, max_length,
+                        steps.track, "merge: base + adapter")
     if source.adapter is not None:
-        model = model.merge_and_unload()
+        with steps.phase("merge: merging the adapter"):
+            model = model.merge_and_unload()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-merging-", dir=out.parent))
     try:
-        metadata = write_model(model, tokenizer, source, staging, run_dir)
+        with steps.phase("merge: writing the model"):
+            metadata = write_model(model, tokenizer, source, staging, run_dir)
         del model
-        next(phases)
-        reloaded = AutoModelForCausalLM.from_pretrained(staging, dtype=torch.float32).to(device).eval()
-        merged_tokenizer = AutoTokenizer.from_pretrained(staging)
+        with steps.phase("merge: reloading the written model"):
+            reloaded = AutoModelForCausalLM.from_pretrained(staging, dtype=torch.float32)
+            reloaded = reloaded.to(device).eval()
+            merged_tokenizer = AutoTokenizer.from_pretrained(staging)
         merged = measure(reloaded, merged_tokenizer, chosen_prompts, chosen_stories, tolerances,
-                         max_length)
-        next(phases, None)
+                         max_length, steps.track, "merge: merged model")
         checks = compare(reference, merged, tolerances, tokenizer, chosen_prompts)
         passed = all(c.passed for c in checks)
         verification = {

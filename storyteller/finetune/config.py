@@ -10,6 +10,10 @@ from storyteller.config import require
 Method = Literal["qlora", "lora", "full"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
+# A neutral premise (no genre, no style): any story model can start from it.
+DEFAULT_SAMPLE_PREMISE = ("A woman finds a key in her late father's coat and a note saying which "
+                          "door it opens.")
+
 
 @dataclass
 class ModelConfig:
@@ -116,10 +120,17 @@ class EvalConfig:
     # At the end, compare base and tuned story loss on the test split.
     test_at_end: bool = True
     batch_size: int = 4
+    # At every evaluation the model being trained writes a story from this premise, greedily,
+    # so the stories of successive steps differ only by what training changed: samples.jsonl
+    # and TensorBoard's text tab. '' writes none.
+    sample_prompt: str = DEFAULT_SAMPLE_PREMISE
+    # The sample's length in tokens: enough to see the style take shape, little time on a CPU.
+    sample_tokens: int = 160
 
     def __post_init__(self):
         require(self.every_steps >= 0, "every_steps", "must not be negative")
         require(self.patience >= 0, "patience", "must not be negative")
+        require(self.sample_tokens >= 1, "sample_tokens", "must be at least 1")
 
 
 @dataclass

@@ -1,7 +1,8 @@
-"""Training logs: metrics.jsonl, TensorBoard event files and PNG plots.
+"""Training logs: metrics.jsonl, samples.jsonl, TensorBoard event files and PNG plots.
 
-On resume, records after the checkpoint's step are dropped from metrics.jsonl and TensorBoard
-(purge_step), so the logs read as one uninterrupted run."""
+On resume, records after the checkpoint's step are dropped from metrics.jsonl, samples.jsonl and
+TensorBoard (purge_step), so the logs read as one uninterrupted run; a run started afresh in a
+directory a killed attempt left (no complete checkpoint yet) drops all of them."""
 
 from __future__ import annotations
 
@@ -22,18 +23,32 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def keep_until(path: Path, step: int | None) -> list[dict[str, Any]]:
+    """Rewrite the JSONL log at `path` with its records up to `step` (none when `step` is None,
+    a fresh start); returns them."""
+    kept = [r for r in read_metrics(path) if step is not None and r.get("step", 0) <= step]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+    return kept
+
+
 class MetricsLog:
-    def __init__(self, run_dir: Path, resume_step: int, tensorboard: bool):
+    def __init__(self, run_dir: Path, resume_step: int | None, tensorboard: bool):
+        """`resume_step`: the step of the checkpoint the run continues from, None for a fresh
+        start."""
         self.path = run_dir / "metrics.jsonl"
-        kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self.samples_path = run_dir / "samples.jsonl"
+        keep_until(self.path, resume_step)
+        keep_until(self.samples_path, resume_step)
         self.file = open(self.path, "a")
+        self.samples = open(self.samples_path, "a")
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(run_dir / "tensorboard"),
-                                        purge_step=resume_step + 1 if resume_step else None)
+                                        # A fresh start purges what a killed attempt
+                                        # left (step 0 on); a resume, what followed its step.
+                                        purge_step=0 if resume_step is None else resume_step + 1)
 
     def write(self, record: dict[str, Any]) -> None:
         self.file.write(json.dumps(record) + "\n")
@@ -43,8 +58,19 @@ class MetricsLog:
                 if key not in ("step", "kind", "epoch") and isinstance(value, (int, float)):
                     self.writer.add_scalar(f"{record['kind']}/{key}", value, record["step"])
 
+    def sample(self, record: dict[str, Any]) -> None:
+        """One story the model wrote at an evaluation (storyteller/finetune/samples.py)."""
+        from storyteller.finetune.samples import sample_markdown
+
+        self.samples.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.samples.flush()
+        if self.writer is not None:
+            self.writer.add_text("sample", sample_markdown(record), record["step"])
+            self.writer.add_scalar("sample/seconds", record["seconds"], record["step"])
+
     def close(self) -> None:
         self.file.close()
+        self.samples.close()
         if self.writer is not None:
             self.writer.close()
 

@@ -95,6 +95,8 @@ class Loop:
     log: Any  # MetricsLog on the main process, else None
     on_step: Callable[[ckpt.TrainState, dict[str, Any]], None] = lambda state, record: None
     updating: bool = False  # between an optimizer step and its record in `state`
+    # The story the model writes at each evaluation (samples.py), on the main process; None: none.
+    sampler: Callable[[int], dict[str, Any]] | None = None
 
     @property
     def main(self) -> bool:
@@ -181,14 +183,25 @@ class Loop:
         if self.log is not None:
             self.log.write(record)
 
+    def evaluate_and_sample(self) -> None:
+        """Validation loss, then the evaluation's sample story: logged and shown."""
+        record = self.evaluate()
+        self.write(record)
+        self.on_step(self.state, record)
+        if self.sampler is not None and self.main:
+            sample = self.sampler(self.state.step)
+            if self.log is not None:
+                self.log.sample(sample)
+            self.on_step(self.state, {"kind": "sample", **sample})
+
     def run(self) -> ckpt.TrainState:
         cfg, state, plan = self.cfg, self.state, self.plan
         total = plan.total_steps
         self.loss_model.train()
-        if state.step == 0 and self.val_packs and cfg.eval.every_steps:
-            record = self.evaluate()  # the base model's validation loss: the curve's first point
-            self.write(record)
-            self.on_step(state, record)
+        # The base model's validation loss, the curve's first point; a run resumed from the
+        # checkpoint saved right after it (state.history holds it) has it already.
+        if state.step == 0 and not state.history and self.val_packs and cfg.eval.every_steps:
+            self.evaluate_and_sample()
             if cfg.checkpoint.keep_best:
                 self.save()  # the untrained adapter may stay the best: keep it to fall back on
         window_start, window_tokens, window_supervised = time.perf_counter(), 0, 0
@@ -219,9 +232,9 @@ class Loop:
             self.on_step(state, record)
             best_before = state.best_step
             if self.val_packs and due(cfg.eval.every_steps):
-                evaluation = self.evaluate()
-                self.write(evaluation)
-                self.on_step(state, evaluation)
+                evaluating = time.perf_counter()
+                self.evaluate_and_sample()
+                window_start += time.perf_counter() - evaluating  # not training time either
             new_best = state.best_step != best_before and cfg.checkpoint.keep_best
             if due(cfg.checkpoint.every_steps) or new_best or state.stopped_early:
                 self.save()

@@ -1,5 +1,6 @@
 """The training console: a live bar with step, loss, tokens/s and ETA on a terminal, or a
-plain line per tenth of the run when output goes to a log."""
+plain line per tenth of the run, and at least every $STORYTELLER_PROGRESS_EVERY seconds (30 by
+default), when output goes to a log."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class progress_bar:
         self.live = main and not console.quiet() and (
             sys.stderr.isatty() or bool(os.environ.get("STORYTELLER_PROGRESS")))
         self.last_line = done
+        self.every = console.line_interval()
+        self.last_time = time.perf_counter()
         self.progress = None
         self.started = time.perf_counter()
         self.loss = self.rate = None
@@ -40,6 +43,13 @@ class progress_bar:
     def on_step(self, state, record) -> None:
         if not self.main or console.quiet():
             return
+        if record.get("kind") == "sample":
+            # The start of the story, one line: the whole of it is in samples.jsonl.
+            opening = " ".join(record["story"].split())
+            opening = opening[:100] + "…" if len(opening) > 100 else opening
+            console.console.print(f"sample at step {record['step']} ({record['seconds']:.1f} s): "
+                                  f"{opening!r}", markup=False, highlight=False)
+            return
         if record.get("kind") == "train":
             self.loss = record["loss"]
             self.rate = record.get("tokens_per_s", self.rate)
@@ -51,8 +61,8 @@ class progress_bar:
         if self.progress is not None:
             self.progress.update(self.task, completed=state.step, info=info)
         elif record.get("kind") == "eval" or state.step - self.last_line >= max(1, self.total // 10) \
-                or state.step == self.total:
-            self.last_line = state.step
+                or state.step == self.total or time.perf_counter() - self.last_time >= self.every:
+            self.last_line, self.last_time = state.step, time.perf_counter()
             elapsed = time.perf_counter() - self.started
             done_now = state.step - self.done
             eta = elapsed / done_now * (self.total - state.step) if done_now else 0

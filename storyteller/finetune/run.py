@@ -166,6 +166,23 @@ def stream_plan(data_dir: Path, cfg: FinetuneConfig, tokenizer, world: int, main
                       split_label(data_dir, "train"), warn)
 
 
+def make_sampler(cfg: FinetuneConfig, accelerator, model, loss_model, tokenizer, val_packs):
+    """The evaluation's sample story (samples.py), or None: no premise, no evaluation, not the
+    main process, or FSDP (whose sharded weights only the whole group can run forward)."""
+    from accelerate.utils import DistributedType
+
+    from storyteller.finetune.samples import StorySampler
+
+    if not cfg.eval.sample_prompt.strip() or not val_packs or not accelerator.is_main_process:
+        return None
+    if accelerator.distributed_type == DistributedType.FSDP:
+        console.console.print("[yellow]note[/]: no sample stories under FSDP (eval.sample_prompt "
+                              "is ignored); evaluate final/ to read what the model writes")
+        return None
+    return StorySampler(model, tokenizer, cfg.eval.sample_prompt.strip(), cfg.eval.sample_tokens,
+                        accelerator.autocast, mode_of=loss_model)
+
+
 def _sigterm_as_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -262,9 +279,11 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     loss_model, optimizer = accelerator.prepare(loss_model, optimizer)
 
     state = ckpt.TrainState()
-    log = MetricsLog(run_dir, latest.state.step if latest else 0, cfg.log.tensorboard) if main else None
+    log = MetricsLog(run_dir, latest.state.step if latest else None, cfg.log.tensorboard) \
+        if main else None
     loop = Loop(cfg, accelerator, model, loss_model, optimizer, scheduler, plan, val_packs,
-                tokenizer.pad_token_id, run_dir, current, state, log)
+                tokenizer.pad_token_id, run_dir, current, state, log,
+                sampler=make_sampler(cfg, accelerator, model, loss_model, tokenizer, val_packs))
     if latest is not None:
         loop.restore(latest)
     elif test_packs:

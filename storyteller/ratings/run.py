@@ -1,4 +1,7 @@
-"""`storyteller ratings make | import | report`: the only ratings module that touches disk."""
+"""`storyteller ratings make | import | report`: the only ratings module that touches disk.
+
+Each command shows how far it is through `console.steps()`: bars on a terminal, a line with
+counts and time left at least every 30 s in a log (evaluate and merge do the same)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from storyteller import console
 from storyteller.errors import InputError, Problem
 from storyteller.ratings.analysis import Summary, summarise
 from storyteller.ratings.generations import parse_lines
@@ -62,20 +66,12 @@ def make(source: Path, raters: int, items: int | None = None, pairwise: int | No
     if (out / KEY).exists() and not force:
         raise InputError(Problem(str(out / KEY), "already exists: its sheets may be out with raters",
                                  "pass --force to write new sheets over them, or choose --out"))
-    gens = parse_lines(path.read_text(encoding="utf-8").splitlines(), str(path))
-    plan = build_plan(gens, raters, items, pairwise, seed)
-    (out / "sheets").mkdir(parents=True, exist_ok=True)
-    files = []
-    for rater in plan.raters:
-        rows, pairs = plan.rater_items(rater), plan.rater_pairs(rater)
-        sheets = out / "sheets"
-        write_atomic(sheets / f"{rater}.csv", csv_bytes(RATING_COLUMNS, rating_rows(rows)))
-        files.append(sheets / f"{rater}.csv")
-        if pairs:
-            write_atomic(sheets / f"{rater}-pairs.csv", csv_bytes(PAIR_COLUMNS, pair_rows(pairs)))
-            files.append(sheets / f"{rater}-pairs.csv")
-        write_atomic(sheets / f"{rater}.xlsx", xlsx_bytes(rater, rows, pairs))
-        files.append(sheets / f"{rater}.xlsx")
+    with console.steps() as steps:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        gens = parse_lines(steps.track(lines, "ratings: reading generations"), str(path))
+        with steps.phase("ratings: choosing and ordering items"):
+            plan = build_plan(gens, raters, items, pairwise, seed)
+        files = _write_sheets(plan, out, steps)
     key = plan.key()
     key["source"] = {"generations": os.path.relpath(path.resolve(), out.resolve()),
                      "sha256": sha256_of(path)}
@@ -85,6 +81,23 @@ def make(source: Path, raters: int, items: int | None = None, pairwise: int | No
     write_atomic(out / "instructions.md", text.encode("utf-8"))
     files += [out / KEY, out / "instructions.md"]
     return Made(out, files, key["counts"], plan.raters)
+
+
+def _write_sheets(plan, out: Path, steps: console.Steps) -> list[Path]:
+    """Each rater's sheets: CSV, pairs CSV where there are pairs, and the workbook."""
+    sheets = out / "sheets"
+    sheets.mkdir(parents=True, exist_ok=True)
+    files = []
+    for rater in steps.track(plan.raters, "ratings: writing sheets"):
+        rows, pairs = plan.rater_items(rater), plan.rater_pairs(rater)
+        write_atomic(sheets / f"{rater}.csv", csv_bytes(RATING_COLUMNS, rating_rows(rows)))
+        files.append(sheets / f"{rater}.csv")
+        if pairs:
+            write_atomic(sheets / f"{rater}-pairs.csv", csv_bytes(PAIR_COLUMNS, pair_rows(pairs)))
+            files.append(sheets / f"{rater}-pairs.csv")
+        write_atomic(sheets / f"{rater}.xlsx", xlsx_bytes(rater, rows, pairs))
+        files.append(sheets / f"{rater}.xlsx")
+    return files
 
 
 # ---------------------------------------------------------------------------------------- import
@@ -156,43 +169,44 @@ def import_sheets(sheets: list[Path], store: Path | None = None, key: Path | Non
     if rater is not None and len(sheets) > 1:
         raise InputError(Problem("--rater", "names the rater of one sheet; several were given"))
     result, stores, keys = Imported(), {}, {}
-    try:
-        for sheet in sheets:
-            try:
-                key_path = find_key(sheet, key)
-                if key_path not in keys:
-                    keys[key_path] = load_key(key_path)
-                the_key = keys[key_path]
-                book = read_sheet(sheet)
-                who = _rater(sheet, book.rater_cell, rater, the_key)
-                target = open_store(store or key_path.parent / STORE, key_path, stores)
-            except InputError as error:
-                result.problems += error.problems
-                continue
-            for table in book.tables:
-                checked = check_table(table, the_key)
-                result.problems += checked.problems
-                result.rejected += checked.rejected
-                if checked.header_ok:
-                    kind = "preference" if table.kind == "pairs" else "scores"
-                    with target.transaction():
-                        target.clear(who, kind)
-                        for answer in checked.answers:
-                            if isinstance(answer, PairAnswer):
-                                target.add_preference(who, answer.item, answer.choice,
+    with console.steps() as steps:
+        try:
+            for sheet in steps.track(sheets, "ratings: importing sheets"):
+                try:
+                    key_path = find_key(sheet, key)
+                    if key_path not in keys:
+                        keys[key_path] = load_key(key_path)
+                    the_key = keys[key_path]
+                    book = read_sheet(sheet)
+                    who = _rater(sheet, book.rater_cell, rater, the_key)
+                    target = open_store(store or key_path.parent / STORE, key_path, stores)
+                except InputError as error:
+                    result.problems += error.problems
+                    continue
+                for table in book.tables:
+                    checked = check_table(table, the_key)
+                    result.problems += checked.problems
+                    result.rejected += checked.rejected
+                    if checked.header_ok:
+                        kind = "preference" if table.kind == "pairs" else "scores"
+                        with target.transaction():
+                            target.clear(who, kind)
+                            for answer in checked.answers:
+                                if isinstance(answer, PairAnswer):
+                                    target.add_preference(who, answer.item, answer.choice,
+                                                          answer.comment, table.where)
+                                else:
+                                    target.add_scores(who, answer.item, answer.scores,
                                                       answer.comment, table.where)
-                            else:
-                                target.add_scores(who, answer.item, answer.scores,
-                                                  answer.comment, table.where)
-                    result.stored += len(checked.answers)
-                result.lines.append(f"{table.where}: {who}, {len(checked.answers)} rows stored, "
-                                    f"{checked.rejected} rejected → {target.path}")
-                if checked.missing:
-                    result.notes.append(f"{table.where}: {len(checked.missing)} item(s) of the "
-                                        f"key not in this sheet")
-    finally:
-        for opened in stores.values():
-            opened.close()
+                        result.stored += len(checked.answers)
+                    result.lines.append(f"{table.where}: {who}, {len(checked.answers)} rows "
+                                        f"stored, {checked.rejected} rejected → {target.path}")
+                    if checked.missing:
+                        result.notes.append(f"{table.where}: {len(checked.missing)} item(s) of the "
+                                            f"key not in this sheet")
+        finally:
+            for opened in stores.values():
+                opened.close()
     return result
 
 
@@ -235,14 +249,18 @@ def report(source: Path, out: Path | None = None, store: Path | None = None,
     if not scores and not prefs:
         raise InputError(Problem(str(store_path), "holds no answers",
                                  "run storyteller ratings import on the filled sheets first"))
-    summary = summarise(key, scores, prefs)
     target = out or folder
     if target.suffix.lower() == ".md":
         target, name = target.parent, target.name
     else:
         name = "report.md"
     target.mkdir(parents=True, exist_ok=True)
-    written = write_report(target, summary, list(key.dimensions), charts=charts, name=name)
+    with console.steps() as steps:
+        with steps.phase("ratings: scores, intervals and agreement"):
+            summary = summarise(key, scores, prefs)
+        with steps.phase("ratings: writing the report"):
+            written = write_report(target, summary, list(key.dimensions), charts=charts,
+                                   name=name)
     write_atomic(target / SUMMARY, _json_bytes(summary.to_json()))
     files = [target / w for w in written] + [target / SUMMARY]
     return Reported(summary, target / name, files)

@@ -1,0 +1,90 @@
+"""`storyteller models`: the fine-tune runs and merged models here, and which are served now."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from storyteller.cli.guard import guarded
+
+
+def _number(value, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+@guarded
+def models(
+    runs: Annotated[Path, typer.Option("--runs", help="Folder of fine-tune runs "
+                                       "(storyteller finetune --out).")] = Path("runs"),
+    models_dir: Annotated[Path, typer.Option("--models", help="Folder of merged models "
+                                             "(storyteller merge --out).")] = Path("models"),
+    endpoint: Annotated[str, typer.Option("--endpoint", help="Ask this endpoint which models it "
+                                          "serves now ($STORYTELLER_ENDPOINT); '' to skip. "
+                                          "Unreachable means nothing is served.",
+                                          envvar="STORYTELLER_ENDPOINT")] = "http://127.0.0.1:8000",
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="STORYTELLER_API_KEY",
+                                                   help="The server's key, if it has one "
+                                                   "($STORYTELLER_API_KEY).", show_default=False)
+                       ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object for programs: "
+                                          "{entries: [...], endpoint: {...}}.")] = False,
+) -> None:
+    """List fine-tune runs and merged models: what each is and how good it is.
+
+    For each run (RUNS/NAME) and merged model (MODELS/NAME): the base model, the curated data it
+    was trained on, the steps trained (of an unfinished run: its newest checkpoint), the method
+    (lora, qlora, full) and objective, the best validation loss (summary.json), the newest
+    evaluation's headline scores (house style followed, held-out perplexity; from the
+    metrics.json of `storyteller evaluate` whose model is this one), whether the merge passed
+    verification (verification.json), and whether the endpoint serves it right now
+    (/v1/models).
+
+    Nothing is loaded: the command only reads the files the stages wrote, so it is instant.
+
+    Examples:
+
+      storyteller models
+
+      storyteller models --endpoint http://gpu-box:8000
+
+      storyteller models --json | jq '.entries[] | select(.served) | .name'
+    """
+    from rich.console import Console
+
+    from storyteller.catalog import catalog
+    from storyteller.console import table
+
+    entries, served = catalog(runs, models_dir, endpoint or None, api_key)
+    if as_json:
+        endpoint_json = None if served is None else {
+            "url": served.endpoint, "reachable": not served.problem, "problem": served.problem,
+            "models": [name for name, _ in served.models]}
+        typer.echo(json.dumps({"entries": [e.to_json() for e in entries],
+                               "endpoint": endpoint_json}, indent=2))
+        return
+    if not entries:
+        typer.echo(f"no runs in {runs}/ and no merged models in {models_dir}/ "
+                   "(storyteller finetune writes runs, storyteller merge writes models)")
+    else:
+        rows = []
+        for e in entries:
+            status = ("verified" if e.verified else "NOT verified") if e.kind == "model" else \
+                ("finished" if e.complete else "unfinished")
+            rows.append((f"{e.name} ({e.kind})", e.base_model or "-", e.data or "-",
+                         "-" if e.steps is None else e.steps,
+                         f"{e.method or '-'}/{e.objective or '-'}",
+                         _number(e.best_val_loss, 3),
+                         "-" if e.style_followed is None else f"{e.style_followed:.0%}",
+                         _number(e.perplexity, 2), status,
+                         f"yes, as {e.served_as}" if e.served else "no"))
+        # In a pipe or log, rich would squeeze the columns into 80 characters.
+        Console(width=None if sys.stdout.isatty() else 250).print(table("models", ["name", "base", "data", "steps", "method/objective",
+                                       "best val loss", "style followed", "perplexity",
+                                       "state", "served"], rows), soft_wrap=False)
+    if served is not None and served.problem:
+        typer.echo(f"endpoint {served.endpoint}: {served.problem}: nothing counted as served",
+                   err=True)
