@@ -19,7 +19,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("evaluate", "evaluate", "evaluate"),
     ("ratings", "ratings", "ratings_commands"),
     ("merge", "merge", "merge"),
-    ("models", "models", "models"),
+    ("models", "models", "models_commands"),
     ("serve", "serve", "serve"),
     ("write", "serve", "write"),
     ("prompt", "serve", "prompt"),

@@ -1,4 +1,5 @@
-"""`storyteller models`: the fine-tune runs and merged models here, and which are served now."""
+"""`storyteller models`: the fine-tune runs and merged models here, and which are served now;
+`models use` and `models unload` change what a running endpoint serves, without a restart."""
 
 from __future__ import annotations
 
@@ -16,8 +17,20 @@ def _number(value, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+models_commands = typer.Typer(invoke_without_command=True)
+
+EndpointOption = Annotated[str, typer.Option(
+    "--endpoint", "-e", envvar="STORYTELLER_ENDPOINT",
+    help="The running `storyteller serve` ($STORYTELLER_ENDPOINT).")]
+KeyOption = Annotated[Optional[str], typer.Option(
+    "--api-key", envvar="STORYTELLER_API_KEY", show_default=False,
+    help="The server's key, if it has one ($STORYTELLER_API_KEY).")]
+
+
+@models_commands.callback()
 @guarded
 def models(
+    ctx: typer.Context,
     runs: Annotated[Path, typer.Option("--runs", help="Folder of fine-tune runs "
                                        "(storyteller finetune --out).")] = Path("runs"),
     models_dir: Annotated[Path, typer.Option("--models", help="Folder of merged models "
@@ -44,6 +57,7 @@ def models(
     (/v1/models).
 
     Nothing is loaded: the command only reads the files the stages wrote, so it is instant.
+    `storyteller models use` and `models unload` change what a running endpoint serves.
 
     Examples:
 
@@ -52,7 +66,11 @@ def models(
       storyteller models --endpoint http://gpu-box:8000
 
       storyteller models --json | jq '.entries[] | select(.served) | .name'
+
+      storyteller models use models/quickstart --default
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from rich.console import Console
 
     from storyteller.catalog import catalog
@@ -88,3 +106,63 @@ def models(
     if served is not None and served.problem:
         typer.echo(f"endpoint {served.endpoint}: {served.problem}: nothing counted as served",
                    err=True)
+
+
+@models_commands.command("use")
+@guarded
+def use(
+    path: Annotated[str, typer.Argument(help="A merged model directory (storyteller merge "
+                                        "--out) on the server's machine, or a base model's "
+                                        "name (smollm2-135m).", show_default=False)],
+    name: Annotated[Optional[str], typer.Option(
+        "--name", "-n", help="Name to serve it under [default: the directory's name].",
+        show_default=False)] = None,
+    default: Annotated[bool, typer.Option(
+        "--default", help="List it first, so clients that take the first model (the studio) "
+                          "use it.")] = False,
+    endpoint: EndpointOption = "http://127.0.0.1:8000",
+    api_key: KeyOption = None,
+) -> None:
+    """Have a running endpoint serve a model, without a restart.
+
+    The endpoint checks the model as `storyteller serve --model` does, starts an engine for it
+    and answers once it writes; a name already served is replaced, and the requests running on
+    the old one finish first. The studio lists it at its next refresh.
+
+    Examples:
+
+      storyteller models use models/quickstart --default
+
+      storyteller models use models/fables --name fables --endpoint http://gpu-box:8000
+    """
+    from storyteller.client import load_model
+
+    target = Path(path)
+    if target.exists():
+        path = str(target.resolve())
+    served = load_model(endpoint, name or Path(path).name, path, api_key, default=default)
+    typer.echo(f"{endpoint}: serving {served.id}" + (" (listed first)" if default else ""))
+
+
+@models_commands.command("unload")
+@guarded
+def unload(
+    name: Annotated[str, typer.Argument(help="The served name (storyteller models shows "
+                                        "them).", show_default=False)],
+    drain: Annotated[Optional[float], typer.Option(
+        "--drain", help="Seconds to let running requests finish [default: the server's, "
+                        "300].", show_default=False)] = None,
+    endpoint: EndpointOption = "http://127.0.0.1:8000",
+    api_key: KeyOption = None,
+) -> None:
+    """Stop serving a model once its running requests are done.
+
+    Example:
+
+      storyteller models unload smollm2-135m
+    """
+    from storyteller.client import unload_model
+
+    answer = unload_model(endpoint, name, api_key, drain)
+    cut = " (some requests were cut short)" if answer.get("cut_short") else ""
+    typer.echo(f"{endpoint}: no longer serving {name}{cut}")

@@ -53,3 +53,27 @@ def test_models_with_nothing_there_says_where_it_looked(tmp_path):
                    str(tmp_path / "models"), "--endpoint", "")
     assert done.returncode == 0, done.stderr
     assert f"no runs in {tmp_path / 'runs'}/" in done.stdout and "storyteller merge" in done.stdout
+
+
+def test_models_use_and_unload_change_what_the_endpoint_serves(tiny_endpoint, tmp_path):
+    url, name, model_dir = tiny_endpoint
+    used = run_cli("models", "use", str(model_dir), "--name", "second-copy", "--endpoint", url)
+    assert used.returncode == 0, used.stderr
+    assert "serving second-copy" in used.stdout
+    try:
+        listing = json.loads(run_cli("models", "--runs", str(tmp_path), "--models",
+                                     str(tmp_path), "--endpoint", url, "--json").stdout)
+        assert listing["endpoint"]["models"][0] == name  # not --default: the first stays first
+        assert "second-copy" in listing["endpoint"]["models"]
+    finally:
+        gone = run_cli("models", "unload", "second-copy", "--endpoint", url)
+    assert gone.returncode == 0, gone.stderr
+    assert "no longer serving second-copy" in gone.stdout
+    listing = json.loads(run_cli("models", "--runs", str(tmp_path), "--models", str(tmp_path),
+                                 "--endpoint", url, "--json").stdout)
+    assert listing["endpoint"]["models"] == [name]
+
+    missing = run_cli("models", "use", str(tmp_path / "nothing"), "--endpoint", url)
+    assert missing.returncode == 1 and "nothing" in missing.stderr
+    unknown = run_cli("models", "unload", "never-served", "--endpoint", url)
+    assert unknown.returncode == 1 and "never-served" in unknown.stderr
