@@ -30,6 +30,7 @@ pages = st.navigation([
     st.Page("views/write.py", title="Write", icon=":material/edit_note:", default=True),
     st.Page("views/library.py", title="Library", icon=":material/library_books:"),
     st.Page("views/rate.py", title="Rate", icon=":material/star_rate:"),
+    st.Page("views/train.py", title="Train", icon=":material/model_training:"),
 ])
 try:
     pages.run()

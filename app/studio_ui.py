@@ -143,6 +143,10 @@ def _fetch_models(client: StoryClient) -> None:
         st.session_state.models_problem = error
 
 
+def _remember_model() -> None:
+    st.session_state.model_choice = st.session_state.model_name
+
+
 def connection_sidebar() -> Connection:
     """The sidebar's endpoint settings and model choice; fetches the served models once per
     endpoint and key, and again on Refresh."""
@@ -158,7 +162,9 @@ def connection_sidebar() -> Connection:
         refresh = st.button("Refresh models", icon=":material/refresh:")
         client = _client()
         signature = (client.endpoint, hash(_key_in_use()))
-        if refresh or st.session_state.get("models_for") != signature:
+        # A model the Train page just had the endpoint load: list it, and pick it.
+        wanted = st.session_state.pop("use_model", None)
+        if refresh or wanted or st.session_state.get("models_for") != signature:
             _fetch_models(client)
             st.session_state.models_for = signature
         models: list[ServedModel] = st.session_state.get("models", [])
@@ -171,10 +177,17 @@ def connection_sidebar() -> Connection:
             return Connection(client)
         names = [m.id for m in models]
         preferred = cfg.model if cfg.model in names else names[0]
-        chosen = st.selectbox("Model", names, index=names.index(preferred), key="model_name")
+        # The choice outlives page changes (each page's sidebar is a widget of its own, which
+        # Streamlit would reset); a model the Train page loaded is picked on every page.
+        choice = wanted if wanted in names else st.session_state.get("model_choice")
+        st.session_state.model_choice = choice if choice in names else preferred
+        st.session_state.model_name = st.session_state.model_choice
+        chosen = st.selectbox("Model", names, key="model_name", on_change=_remember_model)
         model = models[names.index(chosen)]
         base = model.storyteller.get("base_model")
-        if base:
+        if model.storyteller.get("kind") == "base":
+            st.caption("Base model, not fine-tuned: the controls are the schema's examples.")
+        elif base:
             st.caption(f"Fine-tuned from {plain(base)}; {len(model.genres)} genres, "
                        f"{len(model.styles)} styles.")
         return Connection(client, models, model)
