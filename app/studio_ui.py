@@ -134,10 +134,21 @@ def _client() -> StoryClient:
     return cached[1]
 
 
+# How often the sidebar asks the endpoint again what it serves, so a model loaded meanwhile
+# (the demo's tuned model, a Train page's) is offered without a click.
+MODELS_REFRESH_S = 20.0
+
+
 def _fetch_models(client: StoryClient) -> None:
+    before = {m.id for m in st.session_state.get("models") or []}
+    st.session_state.models_at = time.monotonic()
     try:
         st.session_state.models = client.models()
         st.session_state.models_problem = None
+        new = [m.id for m in st.session_state.models if m.id not in before]
+        if before and new:
+            st.toast(f"New model served: {plain(', '.join(new))} — pick it under Model.",
+                     icon=":material/new_releases:")
     except ClientError as error:
         st.session_state.models = []
         st.session_state.models_problem = error
@@ -164,7 +175,8 @@ def connection_sidebar() -> Connection:
         signature = (client.endpoint, hash(_key_in_use()))
         # A model the Train page just had the endpoint load: list it, and pick it.
         wanted = st.session_state.pop("use_model", None)
-        if refresh or wanted or st.session_state.get("models_for") != signature:
+        stale = time.monotonic() - st.session_state.get("models_at", 0.0) > MODELS_REFRESH_S
+        if refresh or wanted or stale or st.session_state.get("models_for") != signature:
             _fetch_models(client)
             st.session_state.models_for = signature
         models: list[ServedModel] = st.session_state.get("models", [])

@@ -5,6 +5,8 @@ reload or a studio restart finds it again; this page only reads and draws the jo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 import yaml
@@ -17,6 +19,35 @@ from storyteller.studio import training as tr
 from storyteller.studio import trainer as runner
 from storyteller.studio.library import default_library_path
 
+
+def draw(progress: tr.Progress, running: bool, key: str = "sample_box") -> None:
+    """Step, loss, pace, time left, the loss curve and the latest sample of a run."""
+    metrics = st.columns(4)
+    metrics[0].metric("Step", f"{progress.step} / {progress.total}")
+    metrics[1].metric("Loss", f"{progress.train[-1][1]:.3f}" if progress.train else "—")
+    metrics[2].metric("Tokens/s", f"{progress.tokens_per_s:,.0f}" if progress.tokens_per_s
+                      else "—")
+    eta = progress.eta_s
+    metrics[3].metric("Time left", "—" if eta is None or not running
+                      else f"{int(eta // 60)} min {int(eta % 60)} s")
+    if progress.train or progress.val:
+        curve = pd.DataFrame({"training loss": pd.Series(dict(progress.train), dtype=float),
+                              "held-out loss": pd.Series(dict(progress.val), dtype=float)})
+        # The checks fall every few steps: join them into a line across the steps between.
+        curve["held-out loss"] = curve["held-out loss"].interpolate(limit_area="inside")
+        curve.index.name = "step"
+        st.line_chart(curve, x_label="step", y_label="loss")
+        st.caption(f"{len(progress.train)} steps logged, {len(progress.val)} checks.")
+    st.markdown("**Latest sample**")
+    if progress.sample:
+        st.caption(ui.plain(f"Step {progress.sample.get('step')}: "
+                            f"{progress.sample.get('prompt', '')}"))
+        with st.container(border=True, key=key):
+            st.text(progress.sample.get("story") or " ")
+    else:
+        st.caption("No sample yet: the model writes one at each check.")
+
+
 cfg = ui.config()
 lib = ui.library()
 connection = ui.connection_sidebar()
@@ -24,6 +55,20 @@ root = tr.training_root(cfg.library or default_library_path())
 max_mb = int(getattr(cfg, "max_upload_mb", tr.DEFAULT_MAX_UPLOAD_MB))
 
 st.subheader("Train a model of your own style")
+
+# Runs started outside the studio (the demo's quickstart, a terminal's `storyteller finetune`)
+# are shown as they train; they are not jobs of this page, so only watched.
+runs_folder = Path(cfg.runs)
+if tr.runs_in_progress(runs_folder):
+    @st.fragment(run_every=5)
+    def watch_runs() -> None:
+        for run in tr.runs_in_progress(runs_folder):
+            with st.expander(f"Training now: {ui.plain(str(run))}", expanded=True):
+                draw(tr.run_progress(run), running=True, key=f"watch_{tr.slug(run.name)}")
+                st.caption("Started outside the studio. Once it is merged and served "
+                           "(`storyteller models use`), it appears in the Model list.")
+
+    watch_runs()
 
 # ------------------------------------------------------------------------------ which job
 jobs = tr.list_jobs(root)
@@ -249,30 +294,7 @@ def live() -> None:
                           f"{now.get('phase') or now.get('action')}: {now.get('message', '')}"))
         if now.get("log"):
             st.code(now["log"], language=None)
-    metrics = st.columns(4)
-    metrics[0].metric("Step", f"{progress.step} / {progress.total}")
-    metrics[1].metric("Loss", f"{progress.train[-1][1]:.3f}" if progress.train else "—")
-    metrics[2].metric("Tokens/s", f"{progress.tokens_per_s:,.0f}" if progress.tokens_per_s
-                      else "—")
-    eta = progress.eta_s
-    metrics[3].metric("Time left", "—" if eta is None or what not in ("running", "pausing")
-                      else f"{int(eta // 60)} min {int(eta % 60)} s")
-    if progress.train or progress.val:
-        curve = pd.DataFrame({"training loss": pd.Series(dict(progress.train), dtype=float),
-                              "held-out loss": pd.Series(dict(progress.val), dtype=float)})
-        # The checks fall every few steps: join them into a line across the steps between.
-        curve["held-out loss"] = curve["held-out loss"].interpolate(limit_area="inside")
-        curve.index.name = "step"
-        st.line_chart(curve, x_label="step", y_label="loss")
-        st.caption(f"{len(progress.train)} steps logged, {len(progress.val)} checks.")
-    st.markdown("**Latest sample**")
-    if progress.sample:
-        st.caption(ui.plain(f"Step {progress.sample.get('step')}: "
-                            f"{progress.sample.get('prompt', '')}"))
-        with st.container(border=True, key="sample_box"):
-            st.text(progress.sample.get("story") or " ")
-    else:
-        st.caption("No sample yet: the model writes one at each check.")
+    draw(progress, running=what in ("running", "pausing"))
 
 
 if state["state"] != "new":

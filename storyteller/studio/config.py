@@ -47,6 +47,9 @@ class StudioConfig:
     max_title_chars: int = 200
     # The largest max_tokens one generation may ask for (the advanced panel's ceiling).
     max_tokens: int = 2048
+    # Folder of fine-tune runs started outside the studio (the demo's, a terminal's): the Train
+    # page shows the ones training now. Relative to the folder the studio was started in.
+    runs: str = "runs"
     # The largest file a writer may upload on the Train page, in MB (Streamlit refuses larger).
     max_upload_mb: int = 50
 

@@ -456,18 +456,43 @@ def progress_of(records: list[dict[str, Any]], total: int) -> Progress:
 
 
 def read_progress(job: Job) -> Progress:
+    return run_progress(job.run, job.config)
+
+
+def run_progress(run: Path, config: Path | None = None) -> Progress:
+    """Any fine-tune run's progress from its folder: the curve, pace, ETA, latest sample and
+    complete checkpoints. `config` gives the planned steps (default: the run's config.yaml)."""
     from storyteller.finetune.checkpoint import complete_checkpoints
 
+    config = config or run / "config.yaml"
     total = 0
-    if job.config.is_file():
-        total = int(_get(yaml.safe_load(job.config.read_text()) or {}, "train.max_steps") or 0)
-    progress = progress_of(read_jsonl(job.run / "metrics.jsonl"), total)
-    samples = read_jsonl(job.run / "samples.jsonl")
+    if config.is_file():
+        try:
+            planned = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+            total = int(_get(planned, "train.max_steps") or 0)
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError):
+            total = 0
+    progress = progress_of(read_jsonl(run / "metrics.jsonl"), total)
+    samples = read_jsonl(run / "samples.jsonl")
     progress.sample = samples[-1] if samples else None
-    root = job.run / "checkpoints"
+    root = run / "checkpoints"
     progress.checkpoints = [int(p.name.rsplit("-", 1)[-1]) for p in complete_checkpoints(root)] \
         if root.is_dir() else []
     return progress
+
+
+def runs_in_progress(runs: Path, within_s: float = 600.0, now: float | None = None) -> list[Path]:
+    """Runs under `runs` (started from a terminal or a script, such as the demo's quickstart)
+    that are training now: no final/COMPLETE and metrics written within `within_s` seconds."""
+    now = time.time() if now is None else now
+    found = []
+    for metrics in sorted(runs.glob("*/metrics.jsonl")) if runs.is_dir() else []:
+        run = metrics.parent
+        if (run / "final" / "COMPLETE").is_file():
+            continue
+        if now - metrics.stat().st_mtime <= within_s:
+            found.append(run)
+    return found
 
 
 def usable_model(job: Job) -> Path | None:

@@ -230,3 +230,44 @@ def test_the_runner_module_runs_and_refuses_a_busy_folder(job):
     assert result.returncode == 1 and "no stories to train on" in result.stderr
     assert trainer.read_status(job)["state"] == "failed"
     assert time.monotonic() - started < 60
+
+
+def test_runs_started_outside_the_studio_are_watched_while_they_train(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    runs = tmp_path / "runs"
+    live, done, stale = runs / "quickstart", runs / "finished", runs / "abandoned"
+    for run in (live, done, stale):
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text("train:\n  max_steps: 240\n")
+        (run / "metrics.jsonl").write_text("".join(
+            json.dumps({"kind": "train", "step": step, "loss": 3.0 - step / 100,
+                        "seconds": step * 2.5, "tokens_per_s": 900.0}) + "\n"
+            for step in (10, 20, 30)))
+    (run_sample := live / "samples.jsonl").write_text(json.dumps(
+        {"step": 20, "prompt": "A key in a coat.", "story": "Elena found the key."}) + "\n")
+    (done / "final").mkdir()
+    (done / "final" / "COMPLETE").write_text("")
+    old = time.time() - 3600
+    os.utime(stale / "metrics.jsonl", (old, old))
+    assert tr.runs_in_progress(runs) == [live]
+    progress = tr.run_progress(live)
+    assert (progress.step, progress.total) == (30, 240)
+    assert progress.seconds_per_step == pytest.approx(2.5)
+    assert progress.eta_s == pytest.approx(210 * 2.5)
+    assert progress.sample["story"] == "Elena found the key." and run_sample.is_file()
+    assert tr.runs_in_progress(tmp_path / "nothing") == []
+
+    monkeypatch.chdir(tmp_path)  # the studio's `runs` setting is relative to where it started
+    monkeypatch.setenv("STORYTELLER_LIBRARY", str(tmp_path / "library.sqlite"))
+    monkeypatch.setenv("STORYTELLER_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.delenv("STORYTELLER_STUDIO_PASSWORD", raising=False)
+    at = AppTest.from_file(str(ROOT / "app" / "studio.py"), default_timeout=60)
+    at.run()
+    at.switch_page("views/train.py").run()
+    assert not at.exception, at.exception
+    titles = [e.label for e in at.expander]
+    assert any("Training now" in t and "quickstart" in t for t in titles), titles
+    assert not any("finished" in t or "abandoned" in t for t in titles)
+    assert "Elena found the key." in [t.value for t in at.text]
+    assert "30 / 240" in [m.value for m in at.metric]
