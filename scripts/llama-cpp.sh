@@ -6,6 +6,7 @@
 # (GGML_NATIVE), statically, so the directory can move with the venv.
 # Re-running is cheap: it does nothing while the installed version and tools match the stamp
 # (the version and the tools it names; an install with fewer tools is rebuilt once).
+# `--check` only says, by its exit status, whether the install is complete.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LLAMA_CPP_PYTHON=${LLAMA_CPP_PYTHON:-0.3.36}
@@ -18,6 +19,10 @@ installed() {
   [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANTED" ] || return 1
   for tool in $TOOLS; do [ -x "$HOME_DIR/bin/$tool" ] || return 1; done
 }
+if [ "${1:-}" = --check ]; then
+  installed
+  exit
+fi
 if installed; then
   exit 0
 fi

@@ -92,7 +92,7 @@ class Loader:
             problems = check_ref(ref)
             if problems:
                 raise PreflightError(*problems)
-        launch = plan_launch(self.cfg, self.engine_kind, ref.model_dir, name, list(adapters))
+        launch = plan_launch(self.cfg, self.kind_now(), ref.model_dir, name, list(adapters))
         self.say(f"engine: {launch.title}; loading {name} from {ref.model_dir} …")
         if launch.convert and not launch.convert[1].is_file():
             self.say(f"converting the model to a {llamacpp.weights_of(launch.convert[1])} GGUF "
@@ -114,6 +114,23 @@ class Loader:
             self.starting.discard(process)
         engine = Engine(process.url, launch.kind, launch.engine_key, process)
         return engine, served_models(self.cfg, ref, name, launch.engine_model, list(adapters))
+
+    def kind_now(self) -> str:
+        """The engine for the next load. A server that started on transformers serve only
+        because llama-server was not built yet (the demo serves the base model while it
+        builds) moves to llama.cpp as soon as it is there: loading a name again then swaps
+        its engine, with no restart."""
+        if (self.engine_kind == "transformers" and self.cfg.engine != "vllm"
+                and self.cfg.cpu.backend == "auto" and llamacpp.available()):
+            from storyteller.serve.engines import choose_engine
+
+            kind, _ = choose_engine(self.cfg.engine, self.cfg.cpu.backend)
+            if kind == "llama.cpp":
+                if self.engine_kind != kind:
+                    self.say("engine: llama.cpp llama-server is installed now; models loaded "
+                             "from here on run on it")
+                self.engine_kind = kind
+        return self.engine_kind
 
     def _stop_if_asked(self) -> None:
         if self.should_stop():

@@ -333,3 +333,19 @@ def test_a_connection_the_engine_closed_as_it_was_reused_is_retried_once():
 
     with pytest.raises(httpx.RemoteProtocolError):  # twice is the engine's fault, not a race
         asyncio.run(ask(httpx.MockTransport(down)))
+
+
+def test_a_server_started_before_llama_cpp_was_built_moves_to_it_for_later_loads():
+    from storyteller.serve import llamacpp
+    from storyteller.serve.fleet import Loader
+
+    said = []
+    auto = load_config(ServeConfig, None, flags={"engine": ("--engine", "cpu")})
+    loader = Loader(auto, "transformers", say=said.append)
+    if not llamacpp.available():
+        pytest.fail("llama-server is not built here: run scripts/llama-cpp.sh")
+    assert loader.kind_now() == "llama.cpp" and loader.kind_now() == "llama.cpp"
+    assert len(said) == 1 and "llama.cpp" in said[0]
+    # Asked for transformers serve: it stays, whatever is installed.
+    pinned = load_config(ServeConfig, None, flags={"cpu.backend": ("--set", "transformers")})
+    assert Loader(pinned, "transformers", say=said.append).kind_now() == "transformers"
