@@ -158,6 +158,36 @@ def _remember_model() -> None:
     st.session_state.model_choice = st.session_state.model_name
 
 
+@st.cache_data(ttl=20, show_spinner=False)
+def _catalog(runs: str, models: str) -> list:
+    from storyteller.catalog import scan
+
+    return scan(Path(runs), Path(models))
+
+
+def model_origin(model: ServedModel) -> str:
+    """Where the served model came from and how it scored, as `storyteller models` says it
+    (the run or merged folder on this machine; empty where none matches)."""
+    from storyteller.catalog import Served, served_name
+
+    cfg = config()
+    served = Served("", ((model.id, model.storyteller),))
+    found = [e for e in _catalog(cfg.runs, cfg.models) if served_name(e, served)]
+    if not found:
+        return ""
+    entry = next((e for e in found if e.kind == "model"), found[0])
+    parts = [f"From {plain(entry.merged_from or entry.path)}"]
+    if entry.steps is not None:
+        parts.append(f"{entry.steps} steps")
+    if entry.style_followed is not None:
+        parts.append(f"house style followed {entry.style_followed:.0%}")
+    if entry.perplexity is not None:
+        parts.append(f"perplexity {entry.perplexity:.1f}")
+    if entry.kind == "model":
+        parts.append("verified" if entry.verified else "not verified")
+    return "; ".join(parts) + "."
+
+
 def connection_sidebar() -> Connection:
     """The sidebar's endpoint settings and model choice; fetches the served models once per
     endpoint and key, and again on Refresh."""
@@ -202,6 +232,9 @@ def connection_sidebar() -> Connection:
         elif base:
             st.caption(f"Fine-tuned from {plain(base)}; {len(model.genres)} genres, "
                        f"{len(model.styles)} styles.")
+        where = model_origin(model)
+        if where:
+            st.caption(where)
         return Connection(client, models, model)
 
 

@@ -33,7 +33,9 @@ class CpuConfig:
     backend: Literal["auto", "llama.cpp", "transformers"] = "auto"
     # llama.cpp: requests decoded together (more wait in a queue).
     parallel: int = 8
-    # llama.cpp: CPU threads (0: every core).
+    # CPU threads of the engine: llama.cpp's --threads, transformers serve's OMP_NUM_THREADS
+    # (0: every core). 1 where the machine trains while it serves: an engine whose threads wait
+    # for each other at every step crawls when another process holds a core (docs/serve.md).
     threads: int = 0
     # llama.cpp: tokens of KV cache, split evenly between the parallel requests (0: the
     # model's limit for each).

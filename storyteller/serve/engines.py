@@ -143,6 +143,8 @@ def plan_launch(cfg: ServeConfig, engine: str, model_dir: Path, served_name: str
     if engine == "llama.cpp":
         return llamacpp_launch(cfg, model_dir, served_name, port, env)
     device = "cuda" if gpu_available() else "cpu"
+    if device == "cpu" and cfg.cpu.threads:
+        env["OMP_NUM_THREADS"] = str(cfg.cpu.threads)
     command = transformers_command(cfg, model_dir, port, device)
     return EngineLaunch("transformers", command, port, str(model_dir), None, env)
 

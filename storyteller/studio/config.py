@@ -50,6 +50,9 @@ class StudioConfig:
     # Folder of fine-tune runs started outside the studio (the demo's, a terminal's): the Train
     # page shows the ones training now. Relative to the folder the studio was started in.
     runs: str = "runs"
+    # Folder of merged models: the model picker says which run a served model came from and
+    # how it scored (as `storyteller models` does).
+    models: str = "models"
     # The largest file a writer may upload on the Train page, in MB (Streamlit refuses larger).
     max_upload_mb: int = 50
 

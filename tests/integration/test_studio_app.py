@@ -311,3 +311,16 @@ def test_rater_page_shows_blinded_items_in_the_raters_order_and_resumes(
         assert all(s.score == 5 for s in store.scores("rater-02"))
     result = run_cli("ratings", "report", "--from", str(study))
     assert result.returncode == 0, result.stderr
+
+
+def test_the_model_picker_says_which_run_the_model_came_from(monkeypatch, tiny_endpoint,
+                                                             library_path, tmp_path):
+    url, name, model_dir = tiny_endpoint
+    root = model_dir.parent.parent  # tiny_model(root): root/runs/tiny and root/models/tiny
+    config = tmp_path / "studio.yaml"
+    config.write_text(f"runs: {root / 'runs'}\nmodels: {root / 'models'}\n")
+    at = studio(monkeypatch, url, library_path, STORYTELLER_STUDIO_CONFIG=str(config))
+    notes = [str(c.value) for c in at.sidebar.caption]
+    origin = next((n for n in notes if n.startswith("From")), None)
+    assert origin is not None, notes
+    assert "runs" in origin and "3 steps" in origin and "verified" in origin

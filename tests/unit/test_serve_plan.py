@@ -349,3 +349,13 @@ def test_a_server_started_before_llama_cpp_was_built_moves_to_it_for_later_loads
     # Asked for transformers serve: it stays, whatever is installed.
     pinned = load_config(ServeConfig, None, flags={"cpu.backend": ("--set", "transformers")})
     assert Loader(pinned, "transformers", say=said.append).kind_now() == "transformers"
+
+
+def test_cpu_threads_reach_transformers_serve_too(tmp_path):
+    from storyteller.serve.engines import plan_launch
+
+    one = load_config(ServeConfig, None, flags={"cpu.threads": ("--set", 1)})
+    launch = plan_launch(one, "transformers", tmp_path, "m", [])
+    assert launch.env["OMP_NUM_THREADS"] == "1"
+    assert "OMP_NUM_THREADS" not in plan_launch(ServeConfig(), "transformers", tmp_path, "m",
+                                                []).env
