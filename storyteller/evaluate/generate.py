@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storyteller.errors import InputError
-from storyteller.evaluate.decode import Generation, generate_batch
+from storyteller.decode import Generation, generate_batch
 from storyteller.models import ModelSource, load_for_inference, vllm_available
 from storyteller.prompts import prompt_ids
 from storyteller.client import ClientError, ModelNotFound, StoryClient

@@ -82,7 +82,7 @@ class StorySampler:
         self.autocast = autocast
 
     def __call__(self, step: int) -> dict[str, Any]:
-        from storyteller.evaluate.decode import generate_batch
+        from storyteller.decode import generate_batch
 
         started = time.perf_counter()
         was_training = self.mode_of.training

@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from storyteller.processes import Process, free_port
 from storyteller.studio.library import StoryLibrary
 from tests.conftest import ROOT
-from tests.integration.served import wait_for
+from tests.integration.served import start_studio
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -48,13 +47,8 @@ def browser():
 @pytest.fixture()
 def studio(tiny_endpoint, tmp_path):
     url, _, _ = tiny_endpoint
-    port = free_port()
     library = tmp_path / "library.sqlite"
-    process = Process([sys.executable, "-m", "storyteller.cli", "app", "--endpoint", url,
-                       "--library", str(library), "--port", str(port)], "storyteller app",
-                      env={"STORYTELLER_QUIET": "1"})
-    address = f"http://127.0.0.1:{port}"
-    wait_for(address, process, timeout=90, health="/_stcore/health")
+    process, address = start_studio(url, library)
     yield address, library
     process.stop(grace=30)
 

@@ -9,20 +9,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from storyteller.processes import Process, free_port
 from storyteller.studio import trainer
 from storyteller.studio.library import StoryLibrary
 from storyteller.studio import training as tr
 from tests.conftest import ROOT, STARTER
 from tests.e2e.test_studio_browser import browser, pick  # noqa: F401  (the fixture)
-from tests.integration.served import wait_for
+from tests.integration.served import start_studio
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -38,13 +36,8 @@ def shot(page, name: str) -> None:
 @pytest.fixture()
 def studio(tiny_endpoint, tmp_path):
     url, _, _ = tiny_endpoint
-    port = free_port()
     library = tmp_path / "library.sqlite"
-    process = Process([sys.executable, "-m", "storyteller.cli", "app", "--endpoint", url,
-                       "--library", str(library), "--port", str(port)], "storyteller app",
-                      env={"STORYTELLER_QUIET": "1"})
-    address = f"http://127.0.0.1:{port}"
-    wait_for(address, process, timeout=90, health="/_stcore/health")
+    process, address = start_studio(url, library)
     yield address, library
     process.stop(grace=30)
     for job in tr.list_jobs(tr.training_root(library)):  # nothing left running

@@ -38,6 +38,17 @@ def start_server(model_dir: Path, *extra: str) -> tuple[Process, str]:
     return process, url
 
 
+def start_studio(endpoint: str, library: Path) -> tuple[Process, str]:
+    """A real `storyteller app` on a free loopback port against `endpoint`, answering."""
+    port = free_port()
+    process = Process([sys.executable, "-m", "storyteller.cli", "app", "--endpoint", endpoint,
+                       "--library", str(library), "--port", str(port)], "storyteller app",
+                      env={"STORYTELLER_QUIET": "1"})
+    address = f"http://127.0.0.1:{port}"
+    wait_for(address, process, timeout=90, health="/_stcore/health")
+    return process, address
+
+
 def stop_server(process: Process) -> int:
     """TERM to its process group, as a supervisor stops it (KILL a minute later): its exit
     code."""

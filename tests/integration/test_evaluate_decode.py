@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from storyteller.evaluate.decode import apply_repetition_penalty, generate_batch, nucleus, sample_next
+from storyteller.decode import apply_repetition_penalty, generate_batch, nucleus, sample_next
 from storyteller.evaluate.generate import Request, TransformersEngine
 from storyteller.models import TINY_MODEL, inspect_model
 from storyteller.prompts import StoryRequest, render_messages
@@ -125,7 +125,7 @@ def test_marker_score_is_the_log_probability_of_the_marker_tokens(engine):
 def test_the_cache_goes_by_the_name_this_transformers_gives_it():
     import inspect
 
-    from storyteller.evaluate.decode import cache_argument
+    from storyteller.decode import cache_argument
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(inspect_model(TINY_MODEL).weights)

@@ -146,7 +146,7 @@ def test_the_sample_is_what_the_served_model_writes_for_the_premise():
     same greedy story as the model loaded for inference does for a client's request; the
     training attention, mode and random state are back as they were afterwards."""
     from storyteller.client import story_messages
-    from storyteller.evaluate.decode import generate_batch
+    from storyteller.decode import generate_batch
     from storyteller.finetune.model import apply_method, load_base
     from storyteller.finetune.model import PrecisionChoice
     from storyteller.finetune.samples import StorySampler
@@ -180,7 +180,7 @@ def test_decoding_with_the_training_attention_matches_a_full_forward():
     generation_attention swaps in sdpa, whose cached step equals the uncached forward."""
     from transformers import AutoModelForCausalLM
 
-    from storyteller.evaluate.decode import cache_argument, growing_cache
+    from storyteller.decode import cache_argument, growing_cache
     from storyteller.finetune.attention import register
     from storyteller.finetune.samples import generation_attention
     from storyteller.models import resolve_model
