@@ -194,7 +194,7 @@ else:
                 if reading.rows:
                     st.dataframe(pd.DataFrame(reading.rows), hide_index=True)
     if (job.data / "manifest.json").is_file():
-        counts = tr.read_json_file(job.data / "manifest.json").get("counts", {})
+        counts = tr.read_json(job.data / "manifest.json").get("counts", {})
         st.caption(f"Curated: {counts.get('stories_kept', 0)} of {counts.get('stories_read', 0)}"
                    " stories kept" + "".join(f"; {n} {r.replace('_', ' ')}" for r, n in
                                              counts.get("rejected", {}).items()))

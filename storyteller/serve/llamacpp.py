@@ -40,13 +40,18 @@ def home() -> Path:
     return Path(os.environ.get("STORYTELLER_LLAMA_CPP") or Path(sys.prefix) / "llama.cpp")
 
 
-def server_binary() -> Path | None:
-    """The llama-server to run: the installed one, else one on PATH."""
-    installed = home() / "bin" / "llama-server"
+def _tool(name: str) -> Path | None:
+    """A llama.cpp program: the one scripts/llama-cpp.sh installed, else one on PATH."""
+    installed = home() / "bin" / name
     if installed.is_file() and os.access(installed, os.X_OK):
         return installed
-    found = shutil.which("llama-server")
+    found = shutil.which(name)
     return Path(found) if found else None
+
+
+def server_binary() -> Path | None:
+    """The llama-server to run."""
+    return _tool("llama-server")
 
 
 def converter() -> Path | None:
@@ -69,12 +74,8 @@ WEIGHTS = (*CONVERTED, *QUANTIZED)
 
 
 def quantizer() -> Path | None:
-    """The llama-quantize scripts/llama-cpp.sh installed beside llama-server, else one on PATH."""
-    installed = home() / "bin" / "llama-quantize"
-    if installed.is_file() and os.access(installed, os.X_OK):
-        return installed
-    found = shutil.which("llama-quantize")
-    return Path(found) if found else None
+    """The llama-quantize that writes the q4_k_m GGUF."""
+    return _tool("llama-quantize")
 
 
 def gguf_path(model_dir: Path, cache: Path, weights: str = "f32") -> Path:

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from storyteller.catalog import read_json, read_yaml
 from storyteller.errors import ConfigError, InputError, Problem
 from storyteller.files import write_atomic
 
@@ -464,14 +465,10 @@ def run_progress(run: Path, config: Path | None = None) -> Progress:
     complete checkpoints. `config` gives the planned steps (default: the run's config.yaml)."""
     from storyteller.finetune.checkpoint import complete_checkpoints
 
-    config = config or run / "config.yaml"
-    total = 0
-    if config.is_file():
-        try:
-            planned = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-            total = int(_get(planned, "train.max_steps") or 0)
-        except (yaml.YAMLError, ValueError, TypeError, AttributeError):
-            total = 0
+    try:
+        total = int(_get(read_yaml(config or run / "config.yaml"), "train.max_steps") or 0)
+    except (ValueError, TypeError, AttributeError):
+        total = 0
     progress = progress_of(read_jsonl(run / "metrics.jsonl"), total)
     samples = read_jsonl(run / "samples.jsonl")
     progress.sample = samples[-1] if samples else None
@@ -497,10 +494,7 @@ def runs_in_progress(runs: Path, within_s: float = 600.0, now: float | None = No
 
 def usable_model(job: Job) -> Path | None:
     """The job's merged model, only once it passed verification: never a half-written one."""
-    try:
-        verification = json.loads((job.model / "verification.json").read_text())
-    except (OSError, ValueError):
-        return None
+    verification = read_json(job.model / "verification.json")
     return job.model if verification.get("passed") is True else None
 
 
@@ -527,14 +521,6 @@ def evaluation_result(job: Job) -> dict[str, Any] | None:
             "prompt": (pair or {}).get("tuned", {}).get("prompt", ""),
             "base_story": (pair or {}).get("base", {}).get("text", ""),
             "tuned_story": (pair or {}).get("tuned", {}).get("text", "")}
-
-
-def read_json_file(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def log_tail(job: Job, lines: int = 25) -> str:
