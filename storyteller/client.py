@@ -71,12 +71,56 @@ class ServedModel:
         return list(self.storyteller.get("styles") or [])
 
 
+@dataclass(frozen=True)
+class TokenChoice:
+    """One token the model wrote and what it considered there: `alternatives` are
+    (token, logprob) pairs, the most likely first, the written token among them when it was
+    that likely (the endpoint's top_logprobs)."""
+    token: str
+    logprob: float
+    alternatives: list[tuple[str, float]] = field(default_factory=list)
+
+
 @dataclass
 class Completion:
     text: str
     finish_reason: str | None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # Which of the n candidates this is (0 for a single story).
+    index: int = 0
+    # Every token's choices, where logprobs were asked for.
+    logprobs: list[TokenChoice] | None = None
+    # What the endpoint's steering did (banned words biased, phrases cut …): the answer's
+    # `storyteller` key, where it has one.
+    steering: dict | None = None
+
+
+def token_choices(logprobs: Any) -> list[TokenChoice] | None:
+    """TokenChoices from a choice's `logprobs`, chat's shape ({content: [...]}) or
+    completions' ({tokens, token_logprobs, top_logprobs}); None where there are none."""
+    if logprobs is None:
+        return None
+    if not isinstance(logprobs, dict):
+        logprobs = logprobs.model_dump() if hasattr(logprobs, "model_dump") else dict(logprobs)
+    if logprobs.get("content") is not None:
+        return [TokenChoice(e["token"], e["logprob"], _ranked(
+            e["token"], e["logprob"], ((t["token"], t["logprob"]) for t in e.get("top_logprobs") or ())))
+                for e in logprobs["content"]]
+    if logprobs.get("tokens") is not None:
+        tops = logprobs.get("top_logprobs") or [None] * len(logprobs["tokens"])
+        return [TokenChoice(token, logprob, _ranked(token, logprob, (top or {}).items()))
+                for token, logprob, top in zip(logprobs["tokens"], logprobs["token_logprobs"],
+                                               tops)]
+    return None
+
+
+def _ranked(token: str, logprob: float, pairs) -> list[tuple[str, float]]:
+    """The alternatives, most likely first, the written token among them even when it was
+    less likely than all the top ones (sampling picks such tokens)."""
+    ranked = {str(t): float(lp) for t, lp in pairs}
+    ranked.setdefault(token, float(logprob))
+    return sorted(ranked.items(), key=lambda p: -p[1])
 
 
 def story_messages(request: StoryRequest, system_prompt: str | None = SYSTEM_PROMPT) -> list[dict]:
@@ -155,37 +199,58 @@ class StoryClient:
         return models
 
     # -- generation ---------------------------------------------------------------------------
-    def chat(self, model: str, messages: list[dict], sampling: Sampling = Sampling()) -> Completion:
+    def chat(self, model: str, messages: list[dict], sampling: Sampling = Sampling(),
+             **extra: Any) -> Completion:
+        """One story. `extra` goes into the request body as it is: OpenAI's n, logprobs,
+        top_logprobs, logit_bias, frequency_penalty …, and storyteller's banned and
+        continue_final_message (docs/API.md)."""
+        return self._chat(model, messages, sampling, extra)[0]
+
+    def candidates(self, model: str, messages: list[dict], sampling: Sampling = Sampling(),
+                   n: int = 2, **extra: Any) -> list[Completion]:
+        """`n` stories from one request (the endpoint writes them together, or one after
+        another where its engine cannot), in index order; with a seed, the same n each time."""
+        return self._chat(model, messages, sampling, {**extra, "n": n})
+
+    def _chat(self, model: str, messages: list[dict], sampling: Sampling,
+              extra: Mapping[str, Any]) -> list[Completion]:
         import openai
 
         params = sampling.body()
         try:
             answer = self._openai.chat.completions.create(
-                model=model, messages=messages, **_standard(params), extra_body=_extras(params))
+                model=model, messages=messages, **_standard(params),
+                extra_body={**_extras(params), **extra})
         except openai.OpenAIError as error:
             raise self._translate(error) from None
-        choice = answer.choices[0]
         usage = answer.usage
-        return Completion(choice.message.content or "", choice.finish_reason,
-                          usage.prompt_tokens if usage else None,
-                          usage.completion_tokens if usage else None)
+        steering = (answer.model_extra or {}).get("storyteller")
+        return [Completion(choice.message.content or "", choice.finish_reason,
+                           usage.prompt_tokens if usage else None,
+                           usage.completion_tokens if usage else None, choice.index,
+                           token_choices(choice.logprobs), steering)
+                for choice in sorted(answer.choices, key=lambda c: c.index)]
 
-    def stream(self, model: str, messages: list[dict],
-               sampling: Sampling = Sampling()) -> Iterator[str | Completion]:
-        """Text pieces, then one final Completion holding the whole text and finish reason.
-        Closing the iterator early (a stop button) closes the connection, which stops the
-        engine's generation."""
+    def stream(self, model: str, messages: list[dict], sampling: Sampling = Sampling(),
+               **extra: Any) -> Iterator[str | Completion]:
+        """Text pieces, then one final Completion holding the whole text and finish reason
+        (and, with logprobs=True, every token's choices in `logprobs`). Closing the iterator
+        early (a stop button) closes the connection, which stops the engine's generation.
+        `extra` goes into the request body as in `chat`."""
         import openai
 
         params = sampling.body()
         parts: list[str] = []
-        finish = None
+        choices: list[TokenChoice] = []
+        finish = steering = usage = None
         try:
             stream = self._openai.chat.completions.create(
                 model=model, messages=messages, stream=True, **_standard(params),
-                extra_body=_extras(params))
+                extra_body={**_extras(params), **extra})
             with stream:
                 for chunk in stream:
+                    steering = (chunk.model_extra or {}).get("storyteller") or steering
+                    usage = chunk.usage or usage
                     if not chunk.choices:
                         continue
                     choice = chunk.choices[0]
@@ -193,11 +258,15 @@ class StoryClient:
                     if piece:
                         parts.append(piece)
                         yield piece
+                    choices.extend(token_choices(choice.logprobs) or ())
                     if choice.finish_reason:
                         finish = choice.finish_reason
         except openai.OpenAIError as error:
             raise self._translate(error) from None
-        yield Completion("".join(parts), finish)
+        yield Completion("".join(parts), finish,
+                         usage.prompt_tokens if usage else None,
+                         usage.completion_tokens if usage else None,
+                         logprobs=choices if extra.get("logprobs") else None, steering=steering)
 
     def complete(self, model: str, prompt: str, sampling: Sampling = Sampling()) -> Completion:
         import openai

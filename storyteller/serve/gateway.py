@@ -6,10 +6,11 @@ It owns what must be the same on every engine:
   model with its storyteller.json: genres, styles, control schema), /health;
 - the API key: with a key set, every route but /health answers 401 without it (constant-time
   comparison); the engine itself listens on a private loopback port;
-- the parameters: validated here with OpenAI-style 400 errors naming the parameter, including
-  storyteller's sampling extras (top_k, min_p, repetition_penalty, seed), then translated into
-  what the engine understands (llama.cpp's names; `transformers serve` takes them as a
-  generation config);
+- the parameters: every one OpenAI defines, validated with OpenAI-style 400 errors naming the
+  parameter, including storyteller's sampling extras (top_k, min_p, repetition_penalty, seed),
+  then translated into what the engine understands (storyteller.serve.params);
+- `n` and logprobs the same on every engine (storyteller.serve.fanout); requests with
+  storyteller's `banned` or `continue_final_message` handed to storyteller.serve.steering;
 - the served model name in every response, streamed or not;
 - several models by name, each on its own engine (storyteller.serve.registry), added and removed
   while it runs through the admin routes the server adds (storyteller.serve.admin).
@@ -17,10 +18,10 @@ It owns what must be the same on every engine:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
@@ -31,29 +32,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from storyteller.serve import fanout
+from storyteller.serve.params import (  # noqa: F401  (ApiError, validate … are imported from here)
+    COMMON, EXTRAS, ApiError, engine_body, llamacpp_body, rename_model, validate,
+    wanted_logprobs)
 from storyteller.serve.registry import Engine, Registry
 
 OPEN_ROUTES = ("/health",)
-# The OpenAI parameters every engine gets, and storyteller's extras.
-COMMON = {"model", "stream", "max_tokens", "temperature", "top_p", "seed", "stop", "n"}
-EXTRAS = {"top_k", "min_p", "repetition_penalty"}
-CHAT_ONLY = {"messages", "max_completion_tokens"}
-COMPLETION_ONLY = {"prompt", "echo"}
-ROLES = ("system", "user", "assistant")
-
-
-class ApiError(Exception):
-    """An OpenAI-style error response."""
-
-    def __init__(self, status: int, message: str, param: str | None = None,
-                 kind: str = "invalid_request_error", code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param, self.kind, self.code = status, message, param, kind, code
-
-    def response(self) -> JSONResponse:
-        return JSONResponse({"error": {"message": self.message, "type": self.kind,
-                                       "param": self.param, "code": self.code}},
-                            status_code=self.status)
 
 
 @dataclass(frozen=True)
@@ -67,6 +52,8 @@ class ServedModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     # The model's generation_config.json: stop ids and defaults the CPU engine needs restated.
     generation: dict[str, Any] = field(default_factory=dict)
+    # The model directory (its tokenizer and chat template), where the server has one.
+    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,136 +64,6 @@ class GatewaySettings:
     api_key: str | None = None
     engine_key: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
-
-
-# ------------------------------------------------------------------ validation (pure functions)
-
-def _number(body: dict, name: str, low: float, high: float, *, low_open: bool = False,
-            integer: bool = False) -> None:
-    if name not in body or body[name] is None:
-        return
-    value = body[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            (integer and not float(value).is_integer()) or not math.isfinite(float(value)):
-        raise ApiError(400, f"{name} must be {'an integer' if integer else 'a number'}, "
-                            f"not {json.dumps(value)}", name)
-    if value < low or value > high or (low_open and value == low):
-        bracket = "(" if low_open else "["
-        raise ApiError(400, f"{name} must be in {bracket}{low}, {high}], not {value}", name)
-
-
-def validate(body: Any, route: str, models: dict[str, ServedModel]) -> tuple[dict, ServedModel]:
-    """The request body checked parameter by parameter; the ServedModel it asks for."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    allowed = COMMON | EXTRAS | (CHAT_ONLY if route == "chat" else COMPLETION_ONLY)
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise ApiError(400, f"unsupported parameter(s): {', '.join(unknown)}; this endpoint "
-                            f"takes {', '.join(sorted(allowed))}", unknown[0])
-    name = body.get("model")
-    if not isinstance(name, str) or not name:
-        raise ApiError(400, "model is required: one of " + ", ".join(models), "model")
-    if name not in models:
-        raise ApiError(404, f"model {name!r} is not served here; served: {', '.join(models)}",
-                       "model", code="model_not_found")
-    model = models[name]
-    if route == "chat":
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ApiError(400, "messages must be a non-empty list of {role, content}", "messages")
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict) or message.get("role") not in ROLES:
-                raise ApiError(400, f"messages[{i}].role must be one of {', '.join(ROLES)}",
-                               f"messages[{i}].role")
-            if not isinstance(message.get("content"), str):
-                raise ApiError(400, f"messages[{i}].content must be a string", f"messages[{i}].content")
-    else:
-        prompt = body.get("prompt")
-        if isinstance(prompt, list) and len(prompt) == 1:
-            prompt = prompt[0]
-        if not isinstance(prompt, str) or not prompt:
-            raise ApiError(400, "prompt must be a non-empty string", "prompt")
-        if body.get("echo"):
-            raise ApiError(400, "echo is not supported", "echo")
-    for key in ("max_tokens", "max_completion_tokens"):
-        _number(body, key, 1, model.max_model_len, integer=True)
-    _number(body, "temperature", 0, 2)
-    _number(body, "top_p", 0, 1, low_open=True)
-    _number(body, "top_k", -1, 1_000_000, integer=True)
-    _number(body, "min_p", 0, 1)
-    _number(body, "repetition_penalty", 0, 10, low_open=True)
-    _number(body, "seed", -2**63, 2**63 - 1, integer=True)
-    if body.get("n") not in (None, 1):
-        raise ApiError(400, "n must be 1 (ask again for another story)", "n")
-    if "stream" in body and not isinstance(body["stream"], bool):
-        raise ApiError(400, "stream must be true or false", "stream")
-    stop = body.get("stop")
-    if stop is not None and not (isinstance(stop, str) or (
-            isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))):
-        raise ApiError(400, "stop must be a string or a list of up to 4 strings", "stop")
-    return body, model
-
-
-def engine_body(body: dict, route: str, model: ServedModel, engine_kind: str) -> dict:
-    """The validated request as the engine takes it."""
-    out = {k: v for k, v in body.items() if v is not None}
-    out["model"] = model.engine_model
-    if route == "completions" and isinstance(out.get("prompt"), list):
-        out["prompt"] = out["prompt"][0]
-    out.pop("n", None)
-    if engine_kind == "vllm":
-        return out  # vLLM takes top_k, min_p, repetition_penalty and seed as they are
-    if engine_kind == "llama.cpp":
-        return llamacpp_body(out)
-    # transformers serve takes sampling beyond temperature / top_p only as a generation config,
-    # which replaces the model's: restate its stop ids and defaults.
-    limit = out.pop("max_completion_tokens", None) or out.get("max_tokens")
-    temperature = out.get("temperature", 1.0)
-    config = {k: v for k, v in model.generation.items()
-              if k in ("eos_token_id", "pad_token_id", "bos_token_id")}
-    config.update({"do_sample": temperature > 0, "max_new_tokens": limit or
-                   max(1, min(1024, model.max_model_len))})
-    if temperature > 0:
-        config["temperature"] = temperature
-        config["top_p"] = out.get("top_p", 1.0)
-        config["top_k"] = max(0, out.pop("top_k", 0) or 0)
-        if out.get("min_p"):
-            config["min_p"] = out["min_p"]
-    out.pop("top_k", None)
-    out.pop("min_p", None)
-    penalty = out.pop("repetition_penalty", None)
-    if penalty is not None:
-        config["repetition_penalty"] = penalty
-    if limit:
-        out["max_tokens"] = limit
-    out["generation_config"] = json.dumps(config)
-    return out
-
-
-def llamacpp_body(out: dict) -> dict:
-    """llama-server's names: repeat_penalty, top_k 0 for no limit, a 32-bit seed (all ones
-    means "random" there, so it is never sent).
-
-    A seeded request is computed without the prompt cache: logits from a cached prompt differ
-    from a fresh one's in the last bits (another kernel for one token than for many), which
-    is enough to sample another story, and a seed promises the same story."""
-    if "max_completion_tokens" in out:
-        out["max_tokens"] = out.pop("max_completion_tokens")
-    if "repetition_penalty" in out:
-        out["repeat_penalty"] = out.pop("repetition_penalty")
-    if out.get("top_k", 0) < 0:
-        out["top_k"] = 0
-    if "seed" in out:
-        out["seed"] = out["seed"] % 0xFFFFFFFF
-        out["cache_prompt"] = False
-    return out
-
-
-def rename_model(payload: dict, name: str) -> dict:
-    if "model" in payload:
-        payload["model"] = name
-    return payload
 
 
 # ------------------------------------------------------------------------------- the app
@@ -274,39 +131,91 @@ def create_app(settings: GatewaySettings, registry: Registry | None = None,
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return ApiError(400, f"the request body is not valid JSON: {exc}").response()
         try:
-            registry.check_available(body.get("model") if isinstance(body, dict) else None)
-            body, model = validate(body, route, registry.served())
+            name = body.get("model") if isinstance(body, dict) else None
+            registry.check_available(name)
+            kind = registry.engine_of(name).kind if name in registry.models else "vllm"
+            body, model = validate(body, route, registry.served(), kind)
         except ApiError as error:
             return error.response()
         engine = registry.engine_of(model.name)
-        path = "/v1/chat/completions" if route == "chat" else "/v1/completions"
-        payload = engine_body(body, route, model, engine.kind)
         # The engine is held while the request runs, so unloading waits for it.
         with registry.hold(engine):
             try:
-                answer = await send_to_engine(engine.client, path, payload, engine.headers)
+                if "banned" in body or "continue_final_message" in body:
+                    return await steer(body, route, model, engine)
+                return await generate(body, route, model, engine)
             except httpx.HTTPError as exc:
                 return ApiError(503, f"the engine of model {model.name!r} is not reachable "
                                      f"({type(exc).__name__}); try again shortly",
                                 kind="engine_unavailable").response()
-            if answer.status_code != 200:
-                detail = (await answer.aread()).decode("utf-8", "replace")
-                await answer.aclose()
-                return engine_error(answer.status_code, detail)
-            if body.get("stream"):
-                # vLLM and llama.cpp already name the model as served and end with [DONE]:
-                # their bytes pass through unparsed (decoding and re-encoding every event cost
-                # a quarter of the throughput).
-                same = engine.kind in ("vllm", "llama.cpp") and model.engine_model == model.name
-                relay = relay_bytes(answer) if same else relay_stream(answer, model.name)
-                return StreamingResponse(registry.held_stream(engine, relay),
-                                         media_type="text/event-stream",
-                                         headers={"cache-control": "no-cache"})
-            try:
-                payload = json.loads(await answer.aread())
-            finally:
-                await answer.aclose()
-        return JSONResponse(rename_model(payload, model.name))
+
+    async def steer(body: dict, route: str, model: ServedModel, engine: Engine) -> Response:
+        """storyteller's own request fields (banned words, continuing the last message) are
+        storyteller.serve.steering's to honour; it sends through `send`, which takes a
+        request in the gateway's validated shape and posts it as this engine takes it."""
+        from storyteller.serve import steering  # imported on first use: the gateway alone runs
+
+        async def send(path: str, payload: dict) -> httpx.Response:
+            to = "chat" if path.endswith("/chat/completions") else "completions"
+            return await send_to_engine(engine.client, path,
+                                        engine_body(payload, to, model, engine.kind),
+                                        engine.headers)
+
+        answer = await steering.handle(steering.SteeringRequest(
+            body=body, route=route, model=model, engine=engine, send=send))
+        if isinstance(answer, StreamingResponse):
+            answer.body_iterator = registry.held_stream(engine, answer.body_iterator)
+        return answer
+
+    async def generate(body: dict, route: str, model: ServedModel, engine: Engine) -> Response:
+        path = "/v1/chat/completions" if route == "chat" else "/v1/completions"
+        n = body.get("n", 1)
+        alternatives = wanted_logprobs(body, route)
+        # vLLM writes n stories itself and answers in OpenAI's shapes; the other engines get
+        # n requests (storyteller.serve.fanout), and llama.cpp's logprobs are reshaped.
+        fan = n > 1 and engine.kind != "vllm"
+        reshape = alternatives is not None and engine.kind != "vllm"
+        bodies = [fanout.seeded(body, i) for i in range(n)] if fan else [body]
+        if fan and body.get("stream"):
+            for one in bodies:  # usage of each, summed into one event where asked
+                one["stream_options"] = {"include_usage": True}
+
+        def opener(one: dict):
+            payload = engine_body(one, route, model, engine.kind)
+            return lambda: send_to_engine(engine.client, path, payload, engine.headers)
+
+        openers = [opener(one) for one in bodies]
+        # llama.cpp decodes requests in parallel slots; transformers serve one at a time.
+        concurrent = engine.kind == "llama.cpp"
+        shapers = [fanout.Shaper(route, alternatives, model.name, i if fan else None)
+                   for i in range(len(bodies))]
+        if body.get("stream"):
+            opened = len(openers) if concurrent else 1
+            answers = list(await asyncio.gather(*(o() for o in openers[:opened])))
+            failed = await first_failure(answers)
+            if failed is not None:
+                return failed
+            if fan:
+                relay = fanout.fanned_stream(answers, openers[opened:], shapers,
+                                             bool(body.get("stream_options")))
+            elif not reshape and engine.kind in ("vllm", "llama.cpp") and \
+                    model.engine_model == model.name:
+                # Named as served, ending with [DONE], nothing to reshape: the bytes pass
+                # through unparsed (decoding and re-encoding every event cost a quarter of
+                # the throughput).
+                relay = relay_bytes(answers[0])
+            else:
+                relay = fanout.shaped_stream(answers[0], shapers[0])
+            return StreamingResponse(registry.held_stream(engine, relay),
+                                     media_type="text/event-stream",
+                                     headers={"cache-control": "no-cache"})
+        answers = await fanout.gather(openers, concurrent)
+        failed = await first_failure(answers)
+        if failed is not None:
+            return failed
+        payloads = [shaper.payload(await fanout.read_json(answer))
+                    for shaper, answer in zip(shapers, answers)]
+        return JSONResponse(fanout.merge(payloads) if fan else payloads[0])
 
     async def chat(request: Request) -> Response:
         return await forward(request, "chat")
@@ -316,8 +225,6 @@ def create_app(settings: GatewaySettings, registry: Registry | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        import asyncio
-
         tasks = [asyncio.create_task(job()) for job in background]
         try:
             yield
@@ -389,29 +296,19 @@ async def relay_bytes(answer: httpx.Response) -> AsyncIterator[bytes]:
 
 
 def broke_off(exc: Exception) -> bytes:
-    error = {"error": {"message": f"the engine broke off the stream ({type(exc).__name__})",
-                       "type": "engine_error", "param": None, "code": None}}
-    return f"data: {json.dumps(error)}\n\n".encode()
+    return fanout.sse(fanout.broke_off(exc))
 
 
-async def relay_stream(answer: httpx.Response, name: str) -> AsyncIterator[bytes]:
-    """The engine's server-sent events with the served model name; an engine that breaks off
-    mid-story ends the stream with an error event rather than a silent cut."""
-    try:
-        async for line in answer.aiter_lines():
-            if line.startswith("data: ") and line != "data: [DONE]":
-                try:
-                    event = json.loads(line[6:])
-                except json.JSONDecodeError:
-                    yield f"{line}\n\n".encode()
-                    continue
-                yield f"data: {json.dumps(rename_model(event, name))}\n\n".encode()
-        # Every engine's stream ends the way OpenAI's does (transformers serve sends no [DONE]).
-        yield b"data: [DONE]\n\n"
-    except httpx.HTTPError as exc:
-        yield broke_off(exc)
-    finally:
-        await answer.aclose()
+async def first_failure(answers: list[httpx.Response]) -> Response | None:
+    """The first engine answer that is not a 200, as the client's error (every answer is
+    closed then); None when all are 200."""
+    for answer in answers:
+        if answer.status_code != 200:
+            detail = (await answer.aread()).decode("utf-8", "replace")
+            for other in answers:
+                await other.aclose()
+            return engine_error(answer.status_code, detail)
+    return None
 
 
 class ApiKeyMiddleware:

@@ -199,9 +199,9 @@ def test_every_route_but_health_needs_the_key(server):
     (json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "x"}],
                  "max_tokens": 0}).encode(), 400, "max_tokens"),
     (json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "x"}],
-                 "n": 3}).encode(), 400, "n"),
+                 "n": 50}).encode(), 400, "n"),
     (json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "x"}],
-                 "logprobs": True}).encode(), 400, "logprobs"),
+                 "logprobs": True, "top_logprobs": 100}).encode(), 400, "top_logprobs"),
 ])
 def test_malformed_requests_get_a_clean_4xx_naming_the_parameter(server, body, status, param):
     code, answer = post(f"{server}/v1/chat/completions", body, {"authorization": f"Bearer {KEY}"})
