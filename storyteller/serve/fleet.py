@@ -66,11 +66,13 @@ def served_models(cfg: ServeConfig, ref: ModelRef, name: str, engine_model: str,
     generation = read_json(ref.model_dir / "generation_config.json") or {}
     metadata = {"kind": "base"} if ref.base else \
         read_json(ref.model_dir / "storyteller.json") or {}
-    models = [ServedModel(name, engine_model, limit, metadata, generation)]
+    # The directory gives steering the tokenizer and chat template (adapters add no tokens).
+    path = str(ref.model_dir.resolve())
+    models = [ServedModel(name, engine_model, limit, metadata, generation, path)]
     for adapter in adapters:
         meta = read_json(adapter.path / "storyteller.json") or metadata
         # vLLM names an adapter by its --lora-modules name.
-        models.append(ServedModel(adapter.name, adapter.name, limit, meta, generation))
+        models.append(ServedModel(adapter.name, adapter.name, limit, meta, generation, path))
     return models
 
 
