@@ -38,7 +38,7 @@ CONTROL_SCHEMA: dict[str, dict[str, object]] = {
 LENGTH_BUCKETS: tuple[tuple[str, int], ...] = (("flash", 0), ("short", 250), ("medium", 600),
                                                 ("long", 1200))
 
-Kind = Literal["premise", "title", "opening", "continuation"]
+Kind = Literal["premise", "title", "opening", "continuation", "document", "summary"]
 
 # Index 0 of each list is the canonical phrasing; the others are augmentation variants.
 PHRASINGS: dict[str, tuple[str, ...]] = {
@@ -70,7 +70,29 @@ PHRASINGS: dict[str, tuple[str, ...]] = {
         "Premise: {premise}\n\nWrite the opening part (part 1 of {parts}).",
         "Premise: {premise}\n\nBegin the story: write part 1 of {parts}.",
     ),
+    # A document continuation: this line, then the labelled sections (DOCUMENT_SECTIONS).
+    "document": (
+        "Continue this story from where it stops.",
+        "Write the next passage of this story.",
+        "Here is a story in progress. Carry on from its last line.",
+    ),
+    # Not a trained kind: the model asked to summarise a part of a story that falls out of the
+    # studio's context window (the alternative to the extractive rolling summary).
+    "summary": (
+        "Summarise this part of a story in at most {words} words. Keep every character's name "
+        "and each fact a reader needs later; write plain sentences, no commentary.\n\n{context}",
+    ),
 }
+
+# The sections of a document continuation, in the order they are rendered: the request's field
+# and the label a writer reads in the context inspector. Notes and the summary come first (the
+# background), then the story so far, and the direction last, beside where the model writes.
+DOCUMENT_SECTIONS: tuple[tuple[str, str], ...] = (
+    ("notes", "Notes"),
+    ("summary", "Earlier in the story (summary)"),
+    ("context", "The story so far"),
+    ("direction", "What happens next"),
+)
 
 
 def length_bucket(words: int) -> str:
@@ -96,6 +118,12 @@ class StoryRequest:
     parts: int = 1
     phrasing: int = 0
     control_order: Sequence[str] | None = None
+    # A document continuation's memory (kind "document"); `context` is its story so far.
+    notes: str | None = None
+    direction: str | None = None
+    summary: str | None = None
+    # The summary kind's length limit in words.
+    words: int | None = None
 
 
 def story_request(premise: str | None = "", title: str | None = "",
@@ -166,9 +194,34 @@ def task_of(message: str) -> str:
     return "\n".join(lines).strip()
 
 
+def render_document_task(request: StoryRequest) -> str:
+    """A document continuation's task: the instruction, then each section that is set, as
+    `Label:` on a line of its own and the text below it, sections a blank line apart."""
+    if not (request.context or "").strip():
+        raise ValueError("a 'document' request needs its story so far (context)")
+    phrasings = PHRASINGS["document"]
+    blocks = [phrasings[request.phrasing % len(phrasings)]]
+    for name, label in DOCUMENT_SECTIONS:
+        text = (getattr(request, name) or "").strip()
+        if text:
+            blocks.append(f"{label}:\n{text}")
+    return "\n\n".join(blocks)
+
+
 def render_user_message(request: StoryRequest) -> str:
     """The user turn: the control header, a house style's rule, then the task in the chosen
     phrasing."""
+    if request.kind in ("document", "summary"):
+        if request.kind == "document":
+            task = render_document_task(request)
+        else:
+            if not (request.context or "").strip():
+                raise ValueError("a 'summary' request needs the text to summarise (context)")
+            task = PHRASINGS["summary"][0].format(words=request.words or 150,
+                                                  context=request.context.strip())
+        header = render_header(request.controls, request.control_order)
+        return "\n".join(part for part in (header, render_style_rule(request.controls), task)
+                         if part)
     first_part = request.kind == "continuation" and request.part == 1
     phrasings = PHRASINGS["first_part" if first_part else request.kind]
     template = phrasings[request.phrasing % len(phrasings)]
@@ -195,6 +248,14 @@ def render_messages(request: StoryRequest, story: str | None = None,
     if story is not None:
         messages.append({"role": "assistant", "content": story})
     return messages
+
+
+def summary_messages(text: str, words: int = 150,
+                     system_prompt: str | None = SYSTEM_PROMPT) -> list[dict[str, str]]:
+    """The chat messages that ask the model itself to summarise `text` in at most `words`
+    words: the studio's model-made rolling summary."""
+    return render_messages(StoryRequest(kind="summary", context=text, words=words),
+                           system_prompt=system_prompt)
 
 
 def tail_words(text: str, count: int) -> str:

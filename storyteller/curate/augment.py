@@ -92,7 +92,7 @@ def augment(story: Story, pairs: Sequence[dict[str, Any]], *, ratio: float, meth
     rng = random.Random(f"{seed}:{story.id}")
     variants = []
     for pair in pairs:
-        if pair["kind"] == "continuation":
+        if pair["kind"] in ("continuation", "document"):  # windows: already varied per cut
             continue
         wanted = int(ratio) + (1 if rng.random() < ratio - int(ratio) else 0)
         order = list(methods)

@@ -114,16 +114,33 @@ class TagConfig:
 
 @dataclass
 class PairsConfig:
-    kinds: list[Literal["premise", "title", "opening"]] = field(
+    # document: continuations of a story so far with optional notes, direction and summary
+    # (what the studio's document mode sends); see docs/curate.md.
+    kinds: list[Literal["premise", "title", "opening", "document"]] = field(
         default_factory=lambda: ["premise", "title", "opening"])
     derive_premise: bool = True
     max_story_tokens: int = 1536
     context_words: int = 120
     opening_share: float = 0.2
+    document_windows: int = 2          # document pairs cut from each story (at most)
+    document_context_words: int = 600  # longest story so far quoted; each cut draws up to it
+    document_passage_words: int = 180  # the passage the model writes
+    notes_probability: float = 0.6     # share of document pairs with notes
+    direction_probability: float = 0.6  # … with a direction
+    summary_probability: float = 0.7   # … with a summary (where text precedes the window)
+    summary_words: int = 120           # the summary's length
 
     def __post_init__(self):
         require(self.max_story_tokens >= 64, "max_story_tokens", "must be at least 64")
         require(0 < self.opening_share < 0.6, "opening_share", "must be between 0 and 0.6")
+        require(self.document_windows >= 1, "document_windows", "must be at least 1")
+        require(self.document_context_words >= 20, "document_context_words",
+                "must be at least 20")
+        require(self.document_passage_words >= 20, "document_passage_words",
+                "must be at least 20")
+        require(self.summary_words >= 10, "summary_words", "must be at least 10")
+        for name in ("notes_probability", "direction_probability", "summary_probability"):
+            require(0 <= getattr(self, name) <= 1, name, "must be between 0 and 1")
 
 
 @dataclass

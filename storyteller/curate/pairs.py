@@ -185,6 +185,18 @@ class PairOptions:
     context_words: int = 120
     opening_share: float = 0.2
     system_prompt: str | None = None
+    # Document continuations (kind "document", see curate.memory): cuts per story, the longest
+    # story so far quoted (words; each cut draws a length up to it), the passage to write
+    # (words), and how often each optional section is there, so the model also learns to
+    # continue a bare document.
+    document_windows: int = 2
+    document_context_words: int = 600
+    document_passage_words: int = 180
+    notes_probability: float = 0.6
+    direction_probability: float = 0.6
+    summary_probability: float = 0.7
+    summary_words: int = 120
+    seed: int = 0
 
 
 def make_pair(story: Story, pair_id: str, kind: str, request: StoryRequest, answer: str,
@@ -198,6 +210,9 @@ def make_pair(story: Story, pair_id: str, kind: str, request: StoryRequest, answ
                 "opening": request.opening, "context": request.context, "part": request.part,
                 "parts": request.parts, "phrasing": request.phrasing,
                 "control_order": list(request.control_order) if request.control_order else None}
+    if request.kind == "document":  # other kinds' records stay as they were
+        material.update(notes=request.notes, direction=request.direction,
+                        summary=request.summary)
     return {
         "id": pair_id,
         "group": story.group,
@@ -216,6 +231,16 @@ def make_pair(story: Story, pair_id: str, kind: str, request: StoryRequest, answ
 
 def build_pairs(story: Story, options: PairOptions, count_tokens: CountTokens) -> list[dict[str, Any]]:
     """All pairs of the kinds asked for that this story supports."""
+    pairs = _story_pairs(story, options, count_tokens)
+    if "document" in options.kinds:
+        from storyteller.curate.memory import document_pairs  # memory builds on this module
+
+        pairs += document_pairs(story, options, count_tokens)
+    return pairs
+
+
+def _story_pairs(story: Story, options: PairOptions,
+                 count_tokens: CountTokens) -> list[dict[str, Any]]:
     controls = controls_of(story)
     title = story.meta.get("title") or None
     premise, premise_source = story.meta.get("premise"), "data"

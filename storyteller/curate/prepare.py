@@ -78,7 +78,15 @@ class Worker:
                                    derive_premise=config.pairs.derive_premise,
                                    max_story_tokens=config.pairs.max_story_tokens,
                                    context_words=config.pairs.context_words,
-                                   opening_share=config.pairs.opening_share)
+                                   opening_share=config.pairs.opening_share,
+                                   document_windows=config.pairs.document_windows,
+                                   document_context_words=config.pairs.document_context_words,
+                                   document_passage_words=config.pairs.document_passage_words,
+                                   notes_probability=config.pairs.notes_probability,
+                                   direction_probability=config.pairs.direction_probability,
+                                   summary_probability=config.pairs.summary_probability,
+                                   summary_words=config.pairs.summary_words,
+                                   seed=config.seed)
         self._tagger, self._tagger_at = None, None
 
     def prepare(self, records: Sequence[RawStory]) -> list[Prepared | Rejected]:

@@ -65,7 +65,18 @@ METRICS: tuple[Metric, ...] = (
     Metric("rouge_l", "ROUGE-L vs reference (weak)", "reference", None, weak=True),
     Metric("bleu", "BLEU vs reference (weak)", "reference", None, weak=True),
     Metric("readability", "Flesch reading ease", "readability", None),
+    # Document continuations only (evaluate.context_metrics); other prompts have no value.
+    Metric("direction_followed", "direction followed (share of its names and words used)",
+           "context", "higher"),
+    Metric("notes_names_kept", "notes' names kept (of those the reference passage uses)",
+           "context", "higher"),
+    Metric("invented_names", "invented names (share of the passage's names not in the prompt)",
+           "context", "lower"),
 )
+
+# The metrics reported per kind of prompt (and per optional part of a document continuation).
+BY_KIND = ("direction_followed", "notes_names_kept", "invented_names", "relevance", "words",
+           "stop_rate")
 
 
 def value_of(metric: Metric, record: Record) -> float | None:
@@ -189,8 +200,39 @@ def summarise(records: Sequence[Record], perplexity: dict[str, list[StoryNll]],
                 [value_of(METRICS_BY_NAME["style_pass"], a[i]) for i in pick],
                 [value_of(METRICS_BY_NAME["style_pass"], b[i]) for i in pick],
                 seed, resamples).to_json()
-    return {"metrics": table, "house_styles": styles,
+    return {"metrics": table, "house_styles": styles, "by_kind": by_kind(records, primary,
+                                                                          baseline, seed, resamples),
             "findings": findings(table, primary, baseline)}
+
+
+def by_kind(records: Sequence[Record], primary: str, baseline: str | None, seed: int,
+            resamples: int) -> dict[str, Any]:
+    """BY_KIND's metrics per prompt kind (a document continuation also under each optional
+    part it carries), per model and paired: {kind: {metric: {values, difference}}}, only the
+    metrics a kind has values for."""
+    from storyteller.evaluate.context_metrics import variant_of
+
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        for name in variant_of(record):
+            groups.setdefault(name, []).append(record)
+    result: dict[str, Any] = {}
+    for name in sorted(groups):
+        models = by_model(groups[name])
+        rows: dict[str, Any] = {}
+        for metric_name in BY_KIND:
+            metric = METRICS_BY_NAME[metric_name]
+            if all(value_of(metric, r) is None for r in groups[name]):
+                continue
+            row = {"label": metric.label, "better": metric.better,
+                   "values": {model: summarise_metric(metric, rs, seed, resamples).to_json()
+                              for model, rs in models.items()}}
+            if baseline and primary in models and baseline in models:
+                row["difference"] = difference(metric, models[primary], models[baseline], seed,
+                                               resamples).to_json()
+            rows[metric_name] = row
+        result[name] = {"prompts": len({r["prompt_id"] for r in groups[name]}), "metrics": rows}
+    return result
 
 
 METRICS_BY_NAME = {metric.name: metric for metric in METRICS}

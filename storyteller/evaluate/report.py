@@ -17,7 +17,8 @@ GROUP_TITLES = {"fit": "Fit to held-out stories", "adherence": "Adherence to the
                 "relevance": "Relevance to the prompt", "diversity": "Diversity and repetition",
                 "length": "Length and stopping", "memorisation": "Memorisation of training stories",
                 "reference": "Overlap with the reference story (weak signals for stories)",
-                "readability": "Readability"}
+                "readability": "Readability",
+                "context": "Document continuations: direction and notes"}
 HOUSE_STYLE_TEXT = {"moral": "fables end on one `Moral:` line",
                     "refrain": "fairy tales repeat a refrain line three times and end on it",
                     "noir": "mysteries are told in the first person, present tense",
@@ -51,16 +52,42 @@ def fmt_diff(cell: dict[str, Any] | None, better: str | None, digits: int = 3) -
     return text
 
 
+def _measured(row: dict[str, Any]) -> bool:
+    return any(cell and cell.get("value") is not None for cell in row["values"].values())
+
+
 def metric_rows(summary: dict[str, Any], models: Sequence[str]) -> list[tuple[str, list[list[str]]]]:
     """(group title, rows) with one row per metric: label, each model, the difference."""
     groups: dict[str, list[list[str]]] = {}
     for row in summary["metrics"].values():
+        if row["group"] == "context" and not _measured(row):
+            continue  # no document continuation among the prompts
         cells = [row["label"] + ("" if not row["better"] else f" ({row['better']} is better)")]
         cells += [fmt(row["values"].get(model)) for model in models]
         if len(models) > 1:
             cells.append(fmt_diff(row.get("difference"), row["better"]))
         groups.setdefault(row["group"], []).append(cells)
     return [(GROUP_TITLES.get(group, group), rows) for group, rows in groups.items()]
+
+
+def kind_rows(summary: dict[str, Any], models: Sequence[str]) -> list[list[str]]:
+    """One row per (kind, metric) of summary["by_kind"]: kind (prompts), metric, each model,
+    the difference."""
+    rows = []
+    for kind, entry in (summary.get("by_kind") or {}).items():
+        for row in entry["metrics"].values():
+            cells = [f"{kind} ({entry['prompts']})",
+                     row["label"] + ("" if not row["better"] else f" ({row['better']} is better)")]
+            cells += [fmt(row["values"].get(model)) for model in models]
+            if len(models) > 1:
+                cells.append(fmt_diff(row.get("difference"), row["better"]))
+            rows.append(cells)
+    return rows
+
+
+KIND_TEXT = ("Per kind of prompt (number of prompts in brackets); a document continuation is "
+             "also counted under each optional part it carries (notes, direction, summary) and "
+             "under `document · bare` when it has none.")
 
 
 def house_rows(summary: dict[str, Any], models: Sequence[str]) -> list[list[str]]:
@@ -194,6 +221,9 @@ def markdown(summary: dict[str, Any], records: Sequence[dict[str, Any]], picture
         lines += ["", "![house styles](plots/house_styles.png)"]
     for title, rows in metric_rows(summary, models):
         lines += ["", f"## {title}", ""] + _table(header, rows)
+    if summary.get("by_kind"):
+        lines += ["", "## By kind of prompt", "", KIND_TEXT, ""]
+        lines += _table(["kind", *header], kind_rows(summary, models))
     lines += ["", "## Plots", ""] + [f"![{p}](plots/{p})" for p in pictures if p != "house_styles.png"]
     lines += ["", "## Sample stories", ""]
     for sample in samples(records, per_genre):
@@ -253,6 +283,9 @@ def html_report(summary: dict[str, Any], records: Sequence[dict[str, Any]], plot
                                                         house_rows(summary, models)))
     for title, rows in metric_rows(summary, models):
         parts.append(f"<h2>{html.escape(title)}</h2>" + _html_table(header, rows))
+    if summary.get("by_kind"):
+        parts.append(f"<h2>By kind of prompt</h2><p>{html.escape(KIND_TEXT)}</p>"
+                     + _html_table(["kind", *header], kind_rows(summary, models)))
     parts.append("<h2>Plots</h2>")
     for picture in pictures:
         data = base64.b64encode((plot_dir / picture).read_bytes()).decode()
@@ -280,11 +313,12 @@ def print_summary(summary: dict[str, Any]) -> None:
         return
     models = list(summary["models"])
     keys = ["perplexity", "style_pass", "style_markers", "genre_match", "relevance", "stop_rate", "distinct_2",
-            "seq_rep_4", "memorised_8gram_share"]
+            "seq_rep_4", "memorised_8gram_share", "direction_followed", "notes_names_kept",
+            "invented_names"]
     rows = []
     for key in keys:
         row = summary["metrics"].get(key)
-        if row:
+        if row and (row["group"] != "context" or _measured(row)):
             cells = [row["label"]] + [fmt(row["values"].get(m)) for m in models]
             if len(models) > 1:
                 cells.append(fmt_diff(row.get("difference"), row["better"]))

@@ -25,6 +25,7 @@ from storyteller.evaluate.adherence import (adherence, load_embedder, relevance,
                                            style_text, train_tagger)
 from storyteller.evaluate.aggregate import summarise
 from storyteller.evaluate.config import EvaluateConfig
+from storyteller.evaluate.context_metrics import context_metrics, memory_of
 from storyteller.evaluate.generate import Request, open_engine
 from storyteller.evaluate.markers import MarkerScore
 from storyteller.finetune.heldout import StoryNll
@@ -254,7 +255,7 @@ def score(records: list[dict[str, Any]], train: Sequence[dict[str, Any]], cfg: E
                 **m.text_metrics(record["text"], record["reference"], index,
                                  cfg.metrics.memorisation_n),
                 "self_bleu": m.bleu(record["text"], others) if others else None,
-                "relevance": similarity[i], **verdicts[i]}
+                "relevance": similarity[i], **verdicts[i], **context_metrics(record)}
 
 
 def run(cfg: EvaluateConfig) -> EvaluateResult:
@@ -292,6 +293,10 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
                 "generate_s": round(generated_at - started, 2),
                 "perplexity_s": round(time.perf_counter() - generated_at, 2),
                 "new_tokens": sum(r["new_tokens"] for r in generated)}
+        # A document's context parts, for its metrics (also on stories saved by an earlier run).
+        pair_of = {pair["id"]: pair for pair in prompts}
+        for record in records:
+            record["memory"] = memory_of(pair_of[record["prompt_id"]])
         started = time.perf_counter()
         score(records, splits["train"], cfg, steps)
         timing["metrics_s"] = round(time.perf_counter() - started, 2)
