@@ -28,6 +28,7 @@ if st.session_state.get("config_problem"):
 
 pages = st.navigation([
     st.Page("views/write.py", title="Write", icon=":material/edit_note:", default=True),
+    st.Page("views/document.py", title="Document", icon=":material/article:"),
     st.Page("views/library.py", title="Library", icon=":material/library_books:"),
     st.Page("views/rate.py", title="Rate", icon=":material/star_rate:"),
     st.Page("views/train.py", title="Train", icon=":material/model_training:"),

@@ -10,6 +10,7 @@ from storyteller.studio import draft
 from storyteller.studio.export import (
     file_stem,
     jsonl_bytes,
+    pick_records,
     preference_records,
     sft_records,
     story_markdown,
@@ -49,6 +50,10 @@ for story in stories:
             st.text(preview + (" …" if len(text.split()) > 60 else ""), width="stretch")
         with actions:
             if st.button("Open", key=f"open_{story.id}", icon=":material/open_in_new:"):
+                if story.mode == "document":
+                    st.session_state.doc_story = story.id
+                    st.session_state.doc_history = draft.History()
+                    st.switch_page("views/document.py")
                 st.session_state.story_id = story.id
                 st.session_state.history = draft.History()
                 ui.hold("w_title", story.title)
@@ -79,13 +84,18 @@ for story in stories:
 st.divider()
 st.subheader("Feedback dataset")
 st.caption("Rated versions as JSONL for `storyteller curate`: stories you liked for fine-tuning "
-           "(SFT), or pairs of versions of one request for preference tuning.")
+           "(SFT), or pairs for preference tuning: versions of one request rated differently, "
+           "and each candidate you kept over the others.")
 min_stars = st.slider("Keep stories rated at least", 1, 5, 4, key="l_min_stars")
 rated = lib.rated()
+picks = lib.picks()
 # An edited version is trained on with the prompt of the version it edited.
-versions = [v for story_id in {story.id for story, _ in rated} for v in lib.generations(story_id)]
+picked = {story.id for story, _ in rated} | {pick.story_id for pick in picks}
+versions = [v for story_id in picked for v in lib.generations(story_id)]
 sft = sft_records(rated, min_stars, versions)
-prefs = preference_records(rated, versions)
+# Pairs from stars, and the candidate the writer kept over each other one.
+prefs = preference_records(rated, versions) + pick_records(
+    picks, {story_id: lib.story(story_id) for story_id in picked}, versions)
 cols = st.columns(2)
 stories = "story" if len(sft) == 1 else "stories"
 cols[0].download_button(f"SFT dataset ({len(sft)} {stories})", jsonl_bytes(sft),

@@ -134,7 +134,8 @@ def export(
     kind: Annotated[str, typer.Option(
         "--kind", "-k", help="sft: one record per well-rated version (the story and its "
                              "prompt); preference: chosen/rejected pairs of versions of one "
-                             "request whose stars differ.")] = "sft",
+                             "request whose stars differ, and the candidate the writer "
+                             "kept over each other one.")] = "sft",
     min_stars: Annotated[int, typer.Option(
         "--min-stars", min=1, max=5, help="sft: keep versions rated at least this.")] = 4,
 ) -> None:
@@ -156,7 +157,12 @@ def export(
     """
     from storyteller.errors import InputError
     from storyteller.files import write_atomic
-    from storyteller.studio.export import jsonl_bytes, preference_records, sft_records
+    from storyteller.studio.export import (
+        jsonl_bytes,
+        pick_records,
+        preference_records,
+        sft_records,
+    )
     from storyteller.studio.library import StoryLibrary, existing_library
 
     if kind not in ("sft", "preference"):
@@ -167,14 +173,16 @@ def export(
         rated = lib.rated()
         # Every version of the rated stories: an edit takes the prompt of what it edited,
         # a continuation's new part is told from the story it grew from.
-        versions = [v for story_id in {s.id for s, _ in rated}
-                    for v in lib.generations(story_id)]
+        picks = lib.picks() if kind == "preference" else []
+        story_ids = {s.id for s, _ in rated} | {p.story_id for p in picks}
+        versions = [v for story_id in story_ids for v in lib.generations(story_id)]
+        stories = {story_id: lib.story(story_id) for story_id in story_ids}
     records = sft_records(rated, min_stars, versions) if kind == "sft" else \
-        preference_records(rated, versions)
+        preference_records(rated, versions) + pick_records(picks, stories, versions)
     if not records:
         hint = (f"rate versions {min_stars}★ or more in the studio, or lower --min-stars"
-                if kind == "sft" else "rate two versions of one request differently "
-                                      "(Regenerate makes a second version)")
+                if kind == "sft" else "keep one of several candidates in the studio, or rate "
+                                      "two versions of one request differently")
         raise InputError.at(str(path), f"nothing to export yet "
                             f"({len(rated)} rated versions)", hint)
     if out.is_dir():
@@ -222,19 +230,28 @@ def show(
     story_id: Annotated[str, typer.Argument(help="The story's id (see `library list`).",
                                             show_default=False)],
     library: LibraryOption = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="md or txt.")] = "md",
+    format: Annotated[str, typer.Option(
+        "--format", "-f", help="md, txt, html (the model's passages tinted) or json (who "
+                               "wrote each passage, as spans).")] = "md",
 ) -> None:
-    """Print a story's current version as Markdown or plain text.
+    """Print a story's current version as Markdown, plain text, HTML or JSON.
 
-    Example:
+    HTML and JSON keep who wrote what: the model's passages are marked
+    (<span class="ai">; "spans": [{"by": "ai"|"writer", "text": ...}]).
+
+    Examples:
 
       storyteller library show s-3f9a12c4b7 --format txt > story.txt
+
+      storyteller library show s-3f9a12c4b7 --format html > story.html
     """
     from storyteller.errors import InputError
-    from storyteller.studio.export import story_markdown, story_text
+    from storyteller.studio.draft import authorship
+    from storyteller.studio.export import story_html, story_json, story_markdown, story_text
 
-    if format not in ("md", "txt"):
-        raise InputError.at("--format", f"{format!r} is not a format", "use md or txt")
+    if format not in ("md", "txt", "html", "json"):
+        raise InputError.at("--format", f"{format!r} is not a format",
+                            "use md, txt, html or json")
     with _open(library) as lib:
         try:
             story = lib.story(story_id)
@@ -242,5 +259,12 @@ def show(
             raise InputError.at(story_id, "no such story in the library",
                                 "see storyteller library list") from None
         text = lib.current_text(story_id)
+        versions = lib.generations(story_id)
+    if format in ("html", "json"):
+        spans = authorship(versions, story.current_id)
+        current = next((v for v in versions if v.id == story.current_id), None)
+        typer.echo(story_html(story, spans) if format == "html" else
+                   story_json(story, spans, current), nl=False)
+        return
     typer.echo((story_markdown if format == "md" else story_text)(story, text), nl=False)
 

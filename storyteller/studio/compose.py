@@ -3,7 +3,7 @@ the sampling settings. Pure, so every rule the Write page follows is tested with
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,3 +91,103 @@ def sampling_for(preset_name: str, advanced: Advanced, config: StudioConfig,
 def settings_json(preset_name: str, sampling: Sampling) -> dict[str, Any]:
     """What a saved generation records about how it was sampled."""
     return {"preset": preset_name, **sampling.body()}
+
+
+# ------------------------------------------------------------------------------ the new requests
+
+# The endpoint's limits on `banned` (contract with the gateway): items and characters each.
+MAX_BANNED = 500
+MAX_BANNED_CHARS = 100
+
+
+def parse_banned(text: str) -> tuple[list[str], list[str]]:
+    """(the phrases, one per line of `text`, empty lines and repeats dropped; why the list
+    cannot be sent, one sentence each)."""
+    from storyteller.studio.library import clean_phrases
+
+    phrases = clean_phrases(text.splitlines())
+    problems = []
+    long = [(n, p) for n, p in enumerate(phrases, 1) if len(p) > MAX_BANNED_CHARS]
+    if long:
+        number, phrase = long[0]
+        problems.append(f"Banned phrase {number} ({phrase[:30]}…) is {len(phrase)} characters; "
+                        f"the limit is {MAX_BANNED_CHARS}. Shorten it or split it.")
+    if len(phrases) > MAX_BANNED:
+        problems.append(f"The banned list has {len(phrases):,} phrases; the limit is "
+                        f"{MAX_BANNED}. Remove some.")
+    return phrases, problems
+
+
+def banned_for(*lists: Sequence[str]) -> list[str]:
+    """Every list a request obeys (the config's, the writer's global one, the story's), as
+    one, first spelling kept; capped at the endpoint's limit."""
+    from storyteller.studio.library import clean_phrases
+
+    return clean_phrases([p for phrases in lists for p in phrases])[:MAX_BANNED]
+
+
+def candidate_count(asked: Any, config: StudioConfig) -> tuple[int, str]:
+    """(how many candidates to write, a note when `asked` was out of range): 1 to the
+    studio's max_candidates (4 at most, the endpoint's limit)."""
+    try:
+        count = int(asked)
+    except (TypeError, ValueError):
+        return 1, f"{asked!r} is not a number of candidates; writing 1."
+    if count < 1:
+        return 1, "At least 1 candidate is written."
+    if count > config.max_candidates:
+        return config.max_candidates, (f"{count} candidates asked; the studio writes "
+                                       f"{config.max_candidates} at most side by side.")
+    return count, ""
+
+
+def check_memory(notes: str, direction: str, config: StudioConfig) -> list[str]:
+    """Why a story's notes or direction cannot be kept or sent."""
+    problems = []
+    if len(notes) > config.max_notes_chars:
+        problems.append(f"The notes are {len(notes):,} characters; the limit is "
+                        f"{config.max_notes_chars:,}. Keep the facts the story needs.")
+    if len(direction) > config.max_direction_chars:
+        problems.append(f"The direction is {len(direction):,} characters; the limit is "
+                        f"{config.max_direction_chars:,}: say in a sentence or two what "
+                        f"happens next.")
+    if "\x00" in notes or "\x00" in direction:
+        problems.append("The notes or direction hold a NUL character; remove it.")
+    return problems
+
+
+def check_document(text: str, config: StudioConfig) -> list[str]:
+    """Why a document cannot be sent (it is kept in the library all the same)."""
+    from storyteller.studio.draft import word_count
+
+    problems = []
+    words = word_count(text)
+    if not text.strip():
+        problems.append("The document is empty: paste or type the story first.")
+    elif words > config.max_document_words:
+        problems.append(f"The document is {words:,} words; the studio sends at most "
+                        f"{config.max_document_words:,}. It is saved; split it into parts "
+                        f"(or raise max_document_words).")
+    if "\x00" in text:
+        problems.append("The document holds a NUL character; remove it.")
+    return problems
+
+
+def context_budget(model: ServedModel | None, max_tokens: int, default: int = 2048) -> int:
+    """Tokens the prompt may take: the model's context less what the answer may use, less a
+    margin for the chat template's own tokens."""
+    window = (model.max_model_len if model is not None and model.max_model_len else default)
+    return max(64, window - max_tokens - 64)
+
+
+def notes_problem(parts: Sequence[Any], budget: int) -> str:
+    """A message when the notes alone leave no room for the story (`parts`: the context's
+    parts, each with name, tokens and cut)."""
+    notes = next((p for p in parts if p.name == "notes"), None)
+    if notes is None:
+        return ""
+    if notes.cut or notes.tokens > budget // 2:
+        return (f"The notes take {notes.tokens:,} of the {budget:,} tokens the model reads"
+                + (f" ({notes.cut})" if notes.cut else "") + ": little room is left for the "
+                "story itself. Shorten the notes to what this part needs.")
+    return ""

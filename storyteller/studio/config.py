@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -55,6 +55,19 @@ class StudioConfig:
     models: str = "models"
     # The largest file a writer may upload on the Train page, in MB (Streamlit refuses larger).
     max_upload_mb: int = 50
+    # Words or phrases no story may use (one per item): the studio's global banned list,
+    # sent with every request beside the story's own list and the one the writer keeps in
+    # the library. Each is at most 100 characters; 500 in all (the endpoint's limits).
+    banned: list[str] = field(default_factory=list)
+    # Longest notes and direction a story keeps (characters): the notes are sent with every
+    # request, so the context inspector says when they crowd out the story.
+    max_notes_chars: int = 20000
+    max_direction_chars: int = 1000
+    # Longest document the Document page sends (words); a longer paste is kept in the library
+    # but not sent, with a message. Long documents are summarised to fit the model's context.
+    max_document_words: int = 1_000_000
+    # Candidates written side by side at most (the endpoint allows 4).
+    max_candidates: int = 4
 
     def __post_init__(self):
         require(self.timeout > 0, "timeout", "must be more than 0 seconds")
@@ -64,6 +77,14 @@ class StudioConfig:
                 "must be between 16 and 32768")
         require(1 <= self.max_upload_mb <= 4096, "max_upload_mb",
                 "must be between 1 and 4096 (MB)")
+        require(len(self.banned) <= 500, "banned", "may hold 500 phrases at most")
+        require(all(0 < len(str(p).strip()) <= 100 for p in self.banned), "banned",
+                "each phrase must be 1 to 100 characters")
+        require(self.max_notes_chars > 0, "max_notes_chars", "must be at least 1")
+        require(self.max_direction_chars > 0, "max_direction_chars", "must be at least 1")
+        require(self.max_document_words > 0, "max_document_words", "must be at least 1")
+        require(1 <= self.max_candidates <= 4, "max_candidates",
+                "must be between 1 and 4 (the endpoint writes 4 at most)")
 
 
 def load_studio_config(path: str | Path | None = None, env: Mapping[str, str] = os.environ,

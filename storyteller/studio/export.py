@@ -13,7 +13,14 @@ continuation, whose prompt quotes the story so far. `text` is always the whole s
 
 Curate takes the first of a field's aliases that a record has, so no field is named after an
 alias of another (a `kind` field would read as the genre: the version's kind is `version_kind`),
-and a preference record always has `premise`, so its `prompt` is never read as one."""
+and a preference record always has `premise`, so its `prompt` is never read as one.
+
+Who wrote what (`draft.authorship`) survives export in HTML (the model's passages inside
+`<span class="ai">`, coloured, with a legend) and JSON (`"spans": [{"by": "ai"|"writer",
+"text": …}]`, whose texts joined are the story); Markdown and plain text carry the words only.
+
+When the writer keeps one of several candidates, preference export writes the kept one as
+chosen over each other one (`judgement: "studio pick"`), beside the pairs that stars give."""
 
 from __future__ import annotations
 
@@ -118,6 +125,9 @@ def _answer(generation: Generation, asked: Generation,
     request; for a continuation, the text after the story it grew from (the prompt quoted
     that story, and a model taught to repeat it would). None where that part cannot be told:
     the version it grew from is not at hand, or an edit changed the text before the new part."""
+    if generation is asked and (asked.details or {}).get("answer"):
+        # The version says itself which text answered its prompt (document mode, candidates).
+        return str(asked.details["answer"]).strip() or None
     text = generation.text.strip()
     if asked.kind != "continue" and (asked.request or {}).get("kind") != "continuation":
         return text or None
@@ -185,6 +195,65 @@ def preference_records(rated: Sequence[tuple[Story, Generation]],
                             "premise": fields.get("premise"),
                             "model": chosen.model, "source": SOURCE})
     return records
+
+
+def pick_records(picks: Sequence[Any], stories: dict[str, Story],
+                 versions: Sequence[Generation]) -> list[dict]:
+    """The writer's picks among candidates as preference records: the kept candidate chosen
+    over each other one, both answering the same prompt."""
+    by_id = {g.id: g for g in versions}
+    records = []
+    for pick in picks:
+        chosen, rejected = by_id.get(pick.chosen_id), by_id.get(pick.rejected_id)
+        story = stories.get(pick.story_id)
+        if chosen is None or rejected is None or story is None or not chosen.messages:
+            continue
+        chosen_answer, rejected_answer = _answer(chosen, chosen, by_id), \
+            _answer(rejected, rejected, by_id)
+        if not chosen_answer or not rejected_answer:
+            continue
+        fields = _fields(story, chosen)
+        records.append({"id": f"{chosen.id}>{rejected.id}",
+                        "prompt": [m for m in chosen.messages if m.get("role") != "assistant"],
+                        "chosen": chosen_answer, "rejected": rejected_answer,
+                        "judgement": "studio pick", "text": chosen.text, **fields,
+                        "premise": fields.get("premise"), "model": chosen.model,
+                        "source": SOURCE})
+    return records
+
+
+def story_html(story: Story, spans: Sequence[Any]) -> str:
+    """A standalone HTML page of the story, the model's passages marked `<span class="ai">`
+    (tinted, with a legend), the writer's plain; every character of the text escaped."""
+    import html
+
+    title = html.escape(" ".join((story.title or UNTITLED).split()))
+    body = "".join(
+        f'<span class="ai">{html.escape(span.text)}</span>' if span.by == "ai"
+        else html.escape(span.text) for span in spans)
+    about = html.escape(" — ".join(part for part in (
+        _controls_line(story), f"Premise: {' '.join(story.premise.split())}"
+        if story.premise else "") if part))
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{title}</title><style>body{{max-width:42em;margin:2em auto;"
+            "font:1.1em/1.6 Georgia,serif}} .story{{white-space:pre-wrap}} "
+            ".ai{{background:#e3f0ff}} .legend{{color:#555;font-size:.85em}}</style></head>"
+            f"<body><h1>{title}</h1>" + (f"<p><em>{about}</em></p>" if about else "") +
+            '<p class="legend"><span class="ai">Tinted</span>: written by the model; the '
+            "rest by the writer.</p>"
+            f'<div class="story">{body}</div></body></html>\n')
+
+
+def story_json(story: Story, spans: Sequence[Any], version: Generation | None = None) -> str:
+    """The story as JSON: title, premise, controls, notes, direction, and `spans` (who wrote
+    each passage, in order; their texts joined are the story)."""
+    data = {"title": story.title, "premise": story.premise, "controls": story.controls,
+            "notes": getattr(story, "notes", ""), "direction": getattr(story, "direction", ""),
+            "version": version.id if version is not None else None,
+            "text": "".join(span.text for span in spans),
+            "spans": [{"by": span.by, "text": span.text} for span in spans],
+            "source": SOURCE}
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 
 def jsonl_bytes(records: Sequence[dict]) -> bytes:

@@ -1,9 +1,16 @@
 """StoryLibrary: every story written in the studio and every version of it, in one SQLite file.
 
-A story is a title, a premise and controls; its versions (generations) each hold the WHOLE text
+A story is a title, a premise and controls, with the writer's memory for it (notes, a
+direction for what happens next, phrases it must never use) and how it is written (from a
+premise, or as a document the writer pastes and edits); its versions (generations) each hold the WHOLE text
 of that version, with the exact messages sent, the request, the sampling settings, the model and
-endpoint, how it finished, and the writer's stars and comment. Text is stored verbatim: showing
-it safely is the UI's job. WAL journaling and one lock let the studio's sessions share a file."""
+endpoint, how it finished, the writer's stars and comment, and `details` (what the endpoint
+reported: the banned-phrase report, each token's alternatives). When the writer keeps one of
+several candidates, the pick is recorded (`picks`): the kept version chosen over each other.
+Text is stored verbatim: showing it safely is the UI's job.
+
+A library written before notes, direction, banned lists, details and picks existed is brought
+up to date when opened (columns added with their empty defaults; nothing is rewritten). WAL journaling and one lock let the studio's sessions share a file."""
 
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ import secrets
 import sqlite3
 from collections.abc import Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,7 +28,8 @@ from typing import Any
 from storyteller.database import Database
 from storyteller.errors import InputError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+MODES = ("premise", "document")
 KINDS = ("write", "continue", "regenerate", "edit")
 
 SCHEMA = """
@@ -32,7 +40,11 @@ CREATE TABLE IF NOT EXISTS stories (
     controls   TEXT NOT NULL DEFAULT '{}',
     current_id TEXT,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    notes      TEXT NOT NULL DEFAULT '',
+    direction  TEXT NOT NULL DEFAULT '',
+    banned     TEXT NOT NULL DEFAULT '[]',
+    mode       TEXT NOT NULL DEFAULT 'premise'
 );
 CREATE TABLE IF NOT EXISTS generations (
     id            TEXT PRIMARY KEY,
@@ -48,10 +60,30 @@ CREATE TABLE IF NOT EXISTS generations (
     finish_reason TEXT,
     created_at    TEXT NOT NULL,
     stars         INTEGER CHECK (stars IS NULL OR stars BETWEEN 1 AND 5),
-    comment       TEXT NOT NULL DEFAULT ''
+    comment       TEXT NOT NULL DEFAULT '',
+    details       TEXT NOT NULL DEFAULT '{}'
 );
-CREATE INDEX IF NOT EXISTS generations_story ON generations (story_id, created_at)
+CREATE INDEX IF NOT EXISTS generations_story ON generations (story_id, created_at);
+CREATE TABLE IF NOT EXISTS picks (
+    story_id    TEXT NOT NULL REFERENCES stories (id) ON DELETE CASCADE,
+    chosen_id   TEXT NOT NULL,
+    rejected_id TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (chosen_id, rejected_id)
+)
 """
+
+# Columns added since schema 1: (table, column, declaration). Opening an older library adds
+# them; SQLite appends added columns, which is also where the CREATE statements above put them.
+ADDED_COLUMNS = (
+    ("stories", "notes", "TEXT NOT NULL DEFAULT ''"),
+    ("stories", "direction", "TEXT NOT NULL DEFAULT ''"),
+    ("stories", "banned", "TEXT NOT NULL DEFAULT '[]'"),
+    ("stories", "mode", "TEXT NOT NULL DEFAULT 'premise'"),
+    ("generations", "details", "TEXT NOT NULL DEFAULT '{}'"),
+)
+# The writer's own global banned list lives in the library's meta table under this key.
+GLOBAL_BANNED = "banned"
 
 
 def default_library_path() -> Path:
@@ -87,6 +119,9 @@ class Generation:
     created_at: str
     stars: int | None
     comment: str
+    # What the endpoint reported with it: {"steering": {...}, "logprobs": [[token, logprob,
+    # [[alternative, logprob], ...]], ...], "candidates": n, "alternative": {...}}.
+    details: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -98,15 +133,31 @@ class Story:
     current_id: str | None
     created_at: str
     updated_at: str
+    notes: str = ""
+    direction: str = ""
+    banned: list = field(default_factory=list)
+    mode: str = "premise"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The writer kept `chosen` out of several candidates, over `rejected`."""
+
+    story_id: str
+    chosen_id: str
+    rejected_id: str
+    created_at: str
 
 
 _GEN_COLUMNS = ("id, story_id, parent_id, kind, text, messages, request, settings, model, "
-                "endpoint, finish_reason, created_at, stars, comment")
+                "endpoint, finish_reason, created_at, stars, comment, details")
+_STORY_COLUMNS = ("id, title, premise, controls, current_id, created_at, updated_at, notes, "
+                  "direction, banned, mode")
 
 
 def _generation(row: Sequence[Any]) -> Generation:
     values = list(row)
-    for index in (5, 6, 7):
+    for index in (5, 6, 7, 14):
         values[index] = json.loads(values[index] or "null") or ([] if index == 5 else {})
     return Generation(*values)
 
@@ -114,7 +165,20 @@ def _generation(row: Sequence[Any]) -> Generation:
 def _story(row: Sequence[Any]) -> Story:
     values = list(row)
     values[3] = json.loads(values[3] or "{}")
+    values[9] = json.loads(values[9] or "[]")
     return Story(*values)
+
+
+def clean_phrases(phrases: Sequence[str]) -> list[str]:
+    """A banned list as stored: each phrase's spaces collapsed, empty ones and repeats gone
+    (first spelling kept, compared case-blind), in the writer's order."""
+    seen, kept = set(), []
+    for phrase in phrases:
+        phrase = " ".join(str(phrase).split())
+        if phrase and phrase.casefold() not in seen:
+            seen.add(phrase.casefold())
+            kept.append(phrase)
+    return kept
 
 
 class StoryLibrary(Database):
@@ -123,23 +187,87 @@ class StoryLibrary(Database):
 
     def __init__(self, path: Path | str):
         super().__init__(path, SCHEMA, SCHEMA_VERSION)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a library from an older schema up to this one: add what is missing."""
+        with self.transaction():
+            for table, column, declaration in ADDED_COLUMNS:
+                have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                             (SCHEMA_VERSION,))
 
     # ----------------------------------------------------------------------------- writing
 
     def create_story(self, title: str = "", premise: str = "",
-                     controls: Mapping[str, str] | None = None) -> Story:
+                     controls: Mapping[str, str] | None = None, *, mode: str = "premise",
+                     notes: str = "", direction: str = "",
+                     banned: Sequence[str] = ()) -> Story:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         story_id, now = _new_id("s"), _now()
         with self.transaction():
-            self._db.execute("INSERT INTO stories VALUES (?, ?, ?, ?, NULL, ?, ?)",
-                             (story_id, title, premise, json.dumps(dict(controls or {})), now, now))
+            self._db.execute(
+                "INSERT INTO stories (id, title, premise, controls, current_id, created_at, "
+                "updated_at, notes, direction, banned, mode) "
+                "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
+                (story_id, title, premise, json.dumps(dict(controls or {})), now, now, notes,
+                 direction, json.dumps(clean_phrases(banned)), mode))
         return self.story(story_id)
+
+    def set_memory(self, story_id: str, *, notes: str | None = None,
+                   direction: str | None = None, banned: Sequence[str] | None = None) -> None:
+        """The story's notes, direction and banned list (None leaves one as it is)."""
+        changes = {"notes": notes, "direction": direction,
+                   "banned": None if banned is None else json.dumps(clean_phrases(banned))}
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if not changes:
+            return
+        with self.transaction():
+            self.story(story_id)
+            sets = ", ".join(f"{column} = ?" for column in changes)
+            self._db.execute(f"UPDATE stories SET {sets}, updated_at = ? WHERE id = ?",
+                             (*changes.values(), _now(), story_id))
+
+    def global_banned(self) -> list[str]:
+        """The writer's banned list for every story (the Write pages' global list)."""
+        return json.loads(self.meta(GLOBAL_BANNED) or "[]")
+
+    def set_global_banned(self, phrases: Sequence[str]) -> None:
+        self.set_meta(GLOBAL_BANNED, json.dumps(clean_phrases(phrases)))
+
+    def record_pick(self, story_id: str, chosen_id: str, rejected_ids: Sequence[str]) -> None:
+        """The writer kept `chosen_id` out of candidates: it becomes the current version, and
+        it is recorded as preferred over each of `rejected_ids`."""
+        now = _now()
+        with self.transaction():
+            for generation_id in (chosen_id, *rejected_ids):
+                self._owned(story_id, generation_id)
+            for rejected in rejected_ids:
+                if rejected != chosen_id:
+                    self._db.execute("INSERT OR REPLACE INTO picks VALUES (?, ?, ?, ?)",
+                                     (story_id, chosen_id, rejected, now))
+            self._db.execute("UPDATE stories SET current_id = ?, updated_at = ? WHERE id = ?",
+                             (chosen_id, now, story_id))
+
+    def set_details(self, generation_id: str, details: Mapping[str, Any]) -> None:
+        """Merge `details` into what a version records about how it was made."""
+        with self.transaction():
+            merged = {**self.generation(generation_id).details, **dict(details)}
+            self._db.execute("UPDATE generations SET details = ? WHERE id = ?",
+                             (json.dumps(merged), generation_id))
 
     def add_generation(self, story_id: str, *, kind: str, text: str,
                        parent_id: str | None = None, messages: Sequence[dict] = (),
                        request: Mapping[str, Any] | None = None,
                        settings: Mapping[str, Any] | None = None, model: str = "",
-                       endpoint: str = "", finish_reason: str | None = None) -> Generation:
-        """A new version of the story, which becomes its current one."""
+                       endpoint: str = "", finish_reason: str | None = None,
+                       details: Mapping[str, Any] | None = None,
+                       make_current: bool = True) -> Generation:
+        """A new version of the story, which becomes its current one (unless `make_current`
+        is False: a candidate shown beside others until the writer keeps one)."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         generation_id, now = _new_id("g"), _now()
@@ -149,12 +277,13 @@ class StoryLibrary(Database):
                 self._owned(story_id, parent_id)
             self._db.execute(
                 f"INSERT INTO generations ({_GEN_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '')",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '', ?)",
                 (generation_id, story_id, parent_id, kind, text, json.dumps(list(messages)),
                  json.dumps(dict(request or {})), json.dumps(dict(settings or {})), model,
-                 endpoint, finish_reason, now))
-            self._db.execute("UPDATE stories SET current_id = ?, updated_at = ? WHERE id = ?",
-                             (generation_id, now, story_id))
+                 endpoint, finish_reason, now, json.dumps(dict(details or {}))))
+            if make_current:
+                self._db.execute("UPDATE stories SET current_id = ?, updated_at = ? "
+                                 "WHERE id = ?", (generation_id, now, story_id))
         return self.generation(generation_id)
 
     def update_text(self, generation_id: str, text: str, finish_reason: str | None = None) -> None:
@@ -208,8 +337,7 @@ class StoryLibrary(Database):
     # ----------------------------------------------------------------------------- reading
 
     def story(self, story_id: str) -> Story:
-        rows = self._read("SELECT id, title, premise, controls, current_id, created_at, "
-                          "updated_at FROM stories WHERE id = ?", (story_id,))
+        rows = self._read(f"SELECT {_STORY_COLUMNS} FROM stories WHERE id = ?", (story_id,))
         if not rows:
             raise KeyError(f"no story {story_id!r} in the library")
         return _story(rows[0])
@@ -233,8 +361,7 @@ class StoryLibrary(Database):
 
     def search(self, query: str = "", limit: int = 200) -> list[Story]:
         """Newest first; every word of `query` in the title, the premise or some version."""
-        sql = "SELECT id, title, premise, controls, current_id, created_at, updated_at " \
-              "FROM stories s"
+        sql = f"SELECT {_STORY_COLUMNS} FROM stories s"
         conditions, args = [], []
         for word in query.split():
             pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -258,6 +385,13 @@ class StoryLibrary(Database):
                 stories[generation.story_id] = self.story(generation.story_id)
             pairs.append((stories[generation.story_id], generation))
         return pairs
+
+    def picks(self, story_id: str | None = None) -> list[Pick]:
+        """The writer's picks among candidates (of one story, or all), oldest first."""
+        where, args = ("WHERE story_id = ?", (story_id,)) if story_id else ("", ())
+        rows = self._read(f"SELECT story_id, chosen_id, rejected_id, created_at FROM picks "
+                          f"{where} ORDER BY created_at, rowid", args)
+        return [Pick(*row) for row in rows]
 
     def stats(self) -> dict[str, int]:
         stories, generations, rated = self._read(

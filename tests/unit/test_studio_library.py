@@ -177,7 +177,7 @@ def test_rated_versions_oldest_first_and_the_schema_version(lib, tmp_path):
     assert all(s == lib.story(story.id) for s, _ in lib.rated())
     with closing(sqlite3.connect(tmp_path / "lib.sqlite")) as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == \
-            ("1",)
+            ("2",)
         # JSON columns are JSON text, readable by any SQLite client.
         assert db.execute("SELECT typeof(messages), messages FROM generations LIMIT 1"
                           ).fetchone() == ("text", "[]")

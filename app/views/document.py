@@ -1,0 +1,463 @@
+"""Document: the whole story in one text area, continued by the model at its end or where the
+writer types [continue here]; notes and a direction the model reads with every request; a
+banned list; several candidates side by side; the words the model weighed, to branch from.
+Every change is a version in the library, saved before any request."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import streamlit as st
+
+import studio_ui as ui
+import writing
+from storyteller.client import ClientError, Completion, story_messages
+from storyteller.prompts import SYSTEM_PROMPT
+from storyteller.sampling import STUDIO_PRESETS
+from storyteller.studio import draft
+from storyteller.studio.compose import (
+    Advanced,
+    banned_for,
+    candidate_count,
+    check_document,
+    check_memory,
+    context_budget,
+    model_controls,
+    notes_problem,
+    parse_banned,
+    sampling_for,
+    settings_json,
+)
+from storyteller.studio.context import approximate_tokens, build_context
+from storyteller.studio.export import file_stem, story_html, story_json, story_markdown
+
+ANY = "(any)"
+TOP = 5  # alternatives asked per token (the endpoint gives 5 at most)
+
+cfg = ui.config()
+lib = ui.library()
+connection = ui.connection_sidebar()
+st.session_state.setdefault("doc_history", draft.History())
+
+story_id = st.session_state.get("doc_story")
+story = versions = current = None
+if story_id:
+    try:
+        story = lib.story(story_id)
+        versions = lib.generations(story_id)
+        current = next((v for v in versions if v.id == story.current_id), None)
+    except KeyError:  # deleted on the Library page
+        st.session_state.doc_story = story_id = None
+        story = None
+
+
+def _memory_key(name: str) -> str:
+    return f"doc_{name}_{story.id if story else 'new'}"
+
+
+def _start(key: str, value: str) -> str:
+    """A widget key holding `value` until the writer changes it (set here, never passed as
+    the widget's value too, so a callback may replace it)."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+    return key
+
+
+def save_text(text: str) -> None:
+    """The writer's text as a new version (the first one makes the story): called before any
+    request, and whenever the text area changes, so nothing typed is lost."""
+    global story, current, versions
+    if story is None:
+        story = lib.create_story(st.session_state.get("doc_title", "").strip(), mode="document",
+                                 notes=st.session_state.get(_memory_key("notes"), ""),
+                                 direction=st.session_state.get(_memory_key("direction"), ""),
+                                 banned=parse_banned(st.session_state.get(
+                                     _memory_key("banned"), ""))[0])
+        st.session_state.doc_story = story.id
+    elif current is not None and current.text == text:
+        return
+    made = lib.add_generation(story.id, kind="edit", text=text,
+                              parent_id=current.id if current else None)
+    st.session_state.doc_history = st.session_state.doc_history.moved(
+        current.id if current else None, made.id)
+    story, current = lib.story(story.id), made
+    versions = lib.generations(story.id)
+
+
+def _typed(key: str) -> None:
+    save_text(st.session_state[key])
+
+
+def _memory_changed() -> None:
+    if story is None:
+        return
+    lib.set_memory(story.id, notes=st.session_state.get(_memory_key("notes"), ""),
+                   direction=st.session_state.get(_memory_key("direction"), ""),
+                   banned=parse_banned(st.session_state.get(_memory_key("banned"), ""))[0])
+
+
+def _add_overused() -> None:
+    from storyteller.overused import overused_phrases
+
+    mine, _ = parse_banned(st.session_state.get(_memory_key("banned"), ""))
+    st.session_state[_memory_key("banned")] = "\n".join(banned_for(mine, overused_phrases()))
+    _memory_changed()
+
+
+left, right = st.columns([2, 3], gap="large")
+
+# ------------------------------------------------------------------------------ memory, settings
+with left:
+    st.subheader("Story memory")
+    if story is not None:
+        title = st.text_input("Title", key=_start(f"doc_title_{story.id}", story.title))
+        if title.strip() != story.title:
+            lib.rename(story.id, title.strip())
+    else:
+        st.text_input("Title", key="doc_title", placeholder="optional")
+    notes = st.text_area("Notes", key=_start(_memory_key("notes"), story.notes if story else ""),
+                         height=150, on_change=_memory_changed,
+                         placeholder="Characters, places, facts the model must keep: "
+                                     "Mira, 34, lighthouse keeper; her brother left in 1962.",
+                         help="Sent with every request, above the story.")
+    direction = st.text_area("Direction",
+                             key=_start(_memory_key("direction"),
+                                        story.direction if story else ""), height=70,
+                             on_change=_memory_changed,
+                             placeholder="What happens next, in a sentence or two.",
+                             help="Sent beside the end of the story; leave it empty to let "
+                                  "the model choose.")
+    controls = {}
+    grid = st.columns(2)
+    for index, control in enumerate(model_controls(connection.model)[:2]):
+        with grid[index % 2]:
+            value = st.selectbox(control.label, [ANY, *control.options],
+                                 key=ui.kept(f"doc_{control.name}", ANY),
+                                 accept_new_options=True)
+            controls[control.name] = "" if value in (None, ANY) else value
+    with st.expander("Banned words and phrases", expanded=bool(story and story.banned)):
+        banned_text = st.text_area(
+            "This story's banned list",
+            key=_start(_memory_key("banned"), "\n".join(story.banned) if story else ""),
+            height=100, on_change=_memory_changed,
+            help="One word or phrase a line. A word is kept out by its first tokens; a phrase "
+                 "is cut and rewritten when it appears.")
+        st.button("Add the over-used phrases", key="doc_overused", on_click=_add_overused,
+                  help="Phrases the default model writes far more often than people do "
+                       "(measured on its own stories).")
+        global_text = st.text_area("Banned in every story",
+                                   key=_start("doc_global_banned",
+                                              "\n".join(lib.global_banned())), height=80)
+        if st.button("Save the global list", key="doc_save_global"):
+            phrases, problems = parse_banned(global_text)
+            for problem in problems:
+                st.error(problem)
+            if not problems:
+                lib.set_global_banned(phrases)
+                st.toast(f"{len(phrases)} phrases banned in every story")
+        if cfg.banned:
+            st.caption(f"The studio config bans {len(cfg.banned)} more.")
+    preset_name = st.segmented_control("Sampling", STUDIO_PRESETS,
+                                       key=ui.kept("doc_preset", "balanced")) or "balanced"
+    row = st.columns(3)
+    max_tokens = row[0].number_input("Max tokens", 16, cfg.max_tokens,
+                                     key=ui.kept("doc_max_tokens", min(200, cfg.max_tokens)),
+                                     step=50)
+    seed = row[1].number_input("Seed", 0, 2**31 - 1, key=ui.kept("doc_seed", None),
+                               placeholder="random")
+    asked = row[2].number_input("Candidates", 1, cfg.max_candidates,
+                                key=ui.kept("doc_candidates", 1),
+                                help=f"Write up to {cfg.max_candidates} side by side and keep "
+                                     "the best; the one you keep is recorded as preferred.")
+    ui.keep("doc_preset", "doc_max_tokens", "doc_seed", "doc_candidates",
+            *[f"doc_{name}" for name in controls])
+    advanced = Advanced(max_tokens=int(max_tokens), seed=int(seed) if seed is not None else None)
+
+# ------------------------------------------------------------------------------ the document
+with right:
+    notice = st.container()
+    head = st.container(horizontal=True, vertical_alignment="center")
+    head.subheader(ui.plain(ui.story_name(story)) if story else "New document")
+    if head.button("New document", icon=":material/add:", key="doc_new"):
+        st.session_state.doc_story = None
+        st.session_state.doc_history = draft.History()
+        st.session_state.pop("doc_candidates_shown", None)
+        for name in ("title", "notes_new", "direction_new", "banned_new"):
+            st.session_state.pop(f"doc_{name}", None)
+        st.rerun()
+    if story is not None and current is not None:
+        alternatives = draft.branches(versions, current.id)
+        if len(alternatives) > 1:
+            ids = [v.id for v in alternatives]
+            picked = st.radio("Version", ids, index=ids.index(current.id), horizontal=True,
+                              format_func=lambda i: f"Version {ids.index(i) + 1}",
+                              key=f"doc_branch_{current.id}")
+            if picked != current.id:
+                st.session_state.doc_history = st.session_state.doc_history.moved(
+                    current.id, picked)
+                lib.set_current(story.id, picked)
+                st.rerun()
+    area_key = f"doc_text_{current.id}" if current else "doc_text_new"
+    text = st.text_area("Story", current.text if current else "", key=area_key, height=360,
+                        on_change=_typed, args=(area_key,),
+                        placeholder="Paste your draft or start writing. Type [continue here] "
+                                    "where the model should write; without it, it goes on "
+                                    "at the end.")
+    st.caption(f"{draft.word_count(text):,} words · type **\\[continue here\\]** where the "
+               "model should write; without it, it continues at the end. Every change is a "
+               "version: Undo goes back.")
+    buttons = st.container(horizontal=True)
+    go = buttons.button("Continue", type="primary", icon=":material/arrow_forward:",
+                        key="doc_continue", disabled=not connection.ready)
+    if buttons.button("Undo", icon=":material/undo:", key="doc_undo", disabled=current is None):
+        target, history = st.session_state.doc_history.undo(versions, current.id)
+        st.session_state.doc_history = history
+        if target:
+            lib.set_current(story.id, target)
+        st.rerun()
+    live = st.empty()
+
+    if current is not None:
+        spans = draft.authorship(versions, current.id)
+        with st.expander("Who wrote what"):
+            writing.authorship_view(spans)
+        writing.steering_report(current.details)
+        stem = file_stem(ui.story_name(story))
+        down = st.container(horizontal=True)
+        down.download_button("Markdown", story_markdown(story, current.text).encode("utf-8"),
+                             f"{stem}.md", "text/markdown", on_click="ignore",
+                             icon=":material/download:")
+        down.download_button("HTML (marked)", story_html(story, spans).encode("utf-8"),
+                             f"{stem}.html", "text/html", on_click="ignore",
+                             icon=":material/download:", key="doc_html")
+        down.download_button("JSON (marked)", story_json(story, spans, current).encode("utf-8"),
+                             f"{stem}.json", "application/json", on_click="ignore",
+                             icon=":material/download:", key="doc_json")
+
+    # What the next Continue sends, built exactly as it will be.
+    budget = context_budget(connection.model, int(max_tokens))
+    context = context_problem = None
+    split = None
+    try:
+        split = draft.split_at_marker(text)
+        if split.before.strip():
+            context = build_context(split.before, notes=notes, direction=direction,
+                                    controls=controls, title=story.title if story else "",
+                                    budget_tokens=budget, count_tokens=approximate_tokens)
+    except ValueError as error:
+        context_problem = str(error)
+    with st.expander("What is sent (context inspector)"):
+        if context is not None:
+            writing.inspector(context.parts, context.notices, budget,
+                              (current.details.get("context") if current else None))
+        else:
+            st.caption(ui.plain(context_problem or "Write or paste some story first."))
+
+# ------------------------------------------------------------------------------ candidates
+shown = st.session_state.get("doc_candidates_shown")
+if story is not None and shown and shown.get("story") == story.id:
+    by_id = draft.by_id(versions)
+    members = [by_id[i] for i in shown["ids"] if i in by_id]
+    if len(members) > 1:
+        st.subheader("Candidates")
+        st.caption("Keep one: it becomes the story, the others stay as versions, and your pick "
+                   "is recorded as preferred over them (Library → Preference pairs).")
+        for column, member in zip(st.columns(len(members)), members, strict=True):
+            with column.container(border=True, key=f"candidate_{member.id}"):
+                st.text(member.details.get("answer", member.text) or " ", width="stretch")
+                writing.steering_report(member.details)
+                if st.button("Keep this one", key=f"keep_{member.id}",
+                             icon=":material/check:"):
+                    lib.record_pick(story.id, member.id,
+                                    [m.id for m in members if m.id != member.id])
+                    st.session_state.doc_history = st.session_state.doc_history.moved(
+                        current.id if current else None, member.id)
+                    st.session_state.pop("doc_candidates_shown")
+                    st.rerun()
+
+# ------------------------------------------------------------------------------ word alternatives
+tokens = (current.details.get("logprobs") if current is not None else None) or []
+if tokens and not shown:
+    with right.expander("Word alternatives", expanded=False):
+        words = [w for w in draft.words_of(tokens) if w.text.strip() and w.alternatives]
+        st.caption("The words the model weighed for its latest text. Pick a word, then "
+                   "another choice: the story is rewritten from there as a new version.")
+        word = st.selectbox("Word", words, format_func=writing.alternative_label,
+                            key=f"alt_word_{current.id}")
+        if word is not None:
+            options = [alt for alt in word.alternatives]
+            choice = st.radio("Alternatives", range(len(options)),
+                              format_func=lambda i: f"{options[i][0].strip() or '⏎'} · "
+                                                    f"{writing.probability(options[i][1])}",
+                              key=f"alt_choice_{current.id}_{word.index}")
+            branch = st.button("Branch from here", key="alt_branch", icon=":material/call_split:",
+                               disabled=not connection.ready)
+            if branch:
+                st.session_state.doc_branch = {"word": word.index,
+                                               "alternative": options[choice][0]}
+
+
+# ------------------------------------------------------------------------------ generating
+def banned_list() -> list[str]:
+    mine, _ = parse_banned(st.session_state.get(_memory_key("banned"), ""))
+    return banned_for(cfg.banned, lib.global_banned(), mine)
+
+
+def requested_extras(banned: list[str], alternatives: bool = True) -> dict:
+    """The request's extras: the banned list, and the words the model weighed. The endpoint
+    does not yet give token choices together with `banned` or `continue_final_message`
+    (it answers 400 naming them), so a request with a banned list asks for no alternatives."""
+    if banned:
+        return {"banned": banned}
+    return {"logprobs": True, "top_logprobs": TOP} if alternatives else {}
+
+
+def token_list(completion: Completion) -> list:
+    return [[t.token, t.logprob, [list(a) for a in t.alternatives]]
+            for t in (getattr(completion, "logprobs", None) or [])]
+
+
+def stream_into(messages, sampling, extras, show_before: str) -> tuple[str, Completion | None,
+                                                                        Exception | None]:
+    """Stream one answer, drawing it as it comes; (its text, the final Completion, the error
+    that ended it)."""
+    pieces, final = [], None
+    stream = connection.client.stream(connection.model.id, messages, sampling, **extras)
+    try:
+        last = 0.0
+        for piece in stream:
+            if isinstance(piece, Completion):
+                final = piece
+                break
+            if isinstance(piece, str):
+                pieces.append(piece)
+            if time.monotonic() - last > 0.1:
+                live.text(show_before + "".join(pieces), width="stretch")
+                last = time.monotonic()
+    except ClientError as error:
+        return "".join(pieces), None, error
+    finally:
+        stream.close()
+    return (final.text if final is not None and final.text else "".join(pieces)), final, None
+
+
+def continue_story() -> None:
+    save_text(text)  # the writer's words are in the library before anything is sent
+    problems = check_document(text, cfg) + check_memory(notes, direction, cfg)
+    banned_problems = parse_banned(st.session_state.get(_memory_key("banned"), ""))[1]
+    if context_problem:
+        problems.append(context_problem[:1].upper() + context_problem[1:] + ".")
+    elif context is None:
+        problems.append("Write some story before the [continue here] mark.")
+    for problem in problems + banned_problems:
+        notice.error(problem)
+    if problems or banned_problems:
+        return
+    crowded = notes_problem(context.parts, budget)
+    if crowded:
+        notice.warning(crowded)
+    model = connection.model
+    system = model.storyteller.get("system_prompt") or SYSTEM_PROMPT
+    messages = story_messages(context.request, system)
+    sampling = sampling_for(preset_name, advanced, cfg, model)
+    count, note = candidate_count(asked, cfg)
+    if note:
+        notice.info(note)
+    extras = requested_extras(banned_list())
+    sent = [{"name": p.name, "tokens": p.tokens, "cut": p.cut} for p in context.parts]
+    common = dict(messages=messages, request=draft.request_to_json(context.request),
+                  settings=settings_json(preset_name, sampling), model=model.id,
+                  endpoint=connection.client.endpoint)
+    if count > 1:
+        with st.spinner(f"Writing {count} candidates…"):
+            try:
+                answers = connection.client.candidates(model.id, messages, sampling, count,
+                                                       **extras)
+            except ClientError as error:
+                with notice:
+                    ui.show_problem(error)
+                return
+        ids = []
+        for answer in answers:
+            whole, start = draft.insert_continuation(split, answer.text)
+            made = lib.add_generation(
+                story.id, kind="continue", text=whole, parent_id=current.id,
+                finish_reason=answer.finish_reason, make_current=False,
+                details={"answer": answer.text, "inserted_at": start, "context": sent,
+                         "candidates": count, "logprobs": token_list(answer),
+                         "steering": getattr(answer, "steering", None) or {}}, **common)
+            ids.append(made.id)
+        st.session_state.doc_candidates_shown = {"story": story.id, "ids": ids}
+        st.rerun()
+    answer, final, error = stream_into(messages, sampling, extras, "")
+    if answer:
+        whole, start = draft.insert_continuation(split, answer)
+        made = lib.add_generation(
+            story.id, kind="continue", text=whole, parent_id=current.id,
+            finish_reason=(final.finish_reason or "stop") if final else "error",
+            details={"answer": answer, "inserted_at": start, "context": sent,
+                     "logprobs": token_list(final) if final else [],
+                     "steering": (getattr(final, "steering", None) or {}) if final else {}},
+            **common)
+        st.session_state.doc_history = st.session_state.doc_history.moved(current.id, made.id)
+    if error is not None:
+        with notice:
+            ui.show_problem(error)
+            if answer:
+                st.caption("What was written before the connection dropped is kept as a "
+                           "version; your own text was saved before the request.")
+        return
+    st.rerun()
+
+
+def branch_story(word_index: int, alternative: str) -> None:
+    """A new version beside the current one: its text up to the word, the chosen alternative,
+    and the model's continuation of that (continue_final_message)."""
+    words = draft.words_of(tokens)
+    word = next(w for w in words if w.index == word_index)
+    prefix = draft.branch_prefix(tokens, word, alternative)
+    chosen_logprob = math.log(max(1e-9, dict(word.alternatives).get(alternative, 1e-9)))
+    model = connection.model
+    sampling = sampling_for(preset_name, advanced, cfg, model)
+    messages = [m for m in current.messages if m.get("role") != "assistant"]
+    extras = {**requested_extras(banned_list(), alternatives=False),
+              "continue_final_message": True}
+    more, final, error = stream_into([*messages, {"role": "assistant", "content": prefix}],
+                                     sampling, extras, prefix)
+    start = int(current.details.get("inserted_at", 0))
+    old = str(current.details.get("answer", ""))
+    answer = prefix + more
+    whole = current.text[:start] + answer + current.text[start + len(old):]
+    head_tokens, position = [], 0
+    for token in tokens:
+        if position >= word.start:
+            break
+        head_tokens.append(token)
+        position += len(token[0])
+    made = lib.add_generation(
+        story.id, kind="continue", text=whole, parent_id=current.parent_id,
+        messages=messages, request=current.request, settings=settings_json(preset_name, sampling),
+        model=model.id, endpoint=connection.client.endpoint,
+        finish_reason=(final.finish_reason or "stop") if final else "error",
+        details={"answer": answer, "inserted_at": start, "context": current.details.get("context"),
+                 "alternative": {"word": word.text.strip(), "chosen": alternative.strip()},
+                 "logprobs": head_tokens + [[alternative, chosen_logprob,
+                                             [[alternative, chosen_logprob]]]]
+                 + (token_list(final) if final else []),
+                 "steering": (getattr(final, "steering", None) or {}) if final else {}})
+    st.session_state.doc_history = st.session_state.doc_history.moved(current.id, made.id)
+    if error is not None:
+        with notice:
+            ui.show_problem(error)
+        return
+    st.rerun()
+
+
+pending = st.session_state.pop("doc_branch", None)
+if pending and connection.ready and current is not None:
+    branch_story(pending["word"], pending["alternative"])
+elif go and connection.ready:
+    continue_story()
+
+st.caption(ui.library_caption())
