@@ -25,6 +25,7 @@ from storyteller.studio.compose import (
     context_budget,
     model_controls,
     notes_problem,
+    offers_alternatives,
     parse_banned,
     sampling_for,
     settings_json,
@@ -278,6 +279,10 @@ if story is not None and shown and shown.get("story") == story.id:
 
 # ------------------------------------------------------------------------------ word alternatives
 tokens = (current.details.get("logprobs") if current is not None else None) or []
+if current is not None and not tokens and current.kind == "continue" and \
+        not offers_alternatives(connection.model):
+    right.caption("Word alternatives: this endpoint's engine (transformers serve) does not give "
+                  "the words the model weighed; serve with llama.cpp or vLLM to see them.")
 if tokens and not shown:
     with right.expander("Word alternatives", expanded=False):
         words = [w for w in draft.words_of(tokens) if w.text.strip() and w.alternatives]
@@ -304,13 +309,15 @@ def banned_list() -> list[str]:
     return banned_for(cfg.banned, lib.global_banned(), mine)
 
 
-def requested_extras(banned: list[str], alternatives: bool = True) -> dict:
-    """The request's extras: the banned list, and the words the model weighed. The endpoint
-    does not yet give token choices together with `banned` or `continue_final_message`
-    (it answers 400 naming them), so a request with a banned list asks for no alternatives."""
+def requested_extras(banned: list[str]) -> dict:
+    """The request's extras: the words the model weighed (every request, with a banned list
+    and when continuing a branch too: the endpoint keeps them aligned with the text it cuts)
+    where the model's engine computes them (its /v1/models capabilities), and the banned list."""
+    extras: dict = {"logprobs": True, "top_logprobs": TOP} if offers_alternatives(
+        connection.model) else {}
     if banned:
-        return {"banned": banned}
-    return {"logprobs": True, "top_logprobs": TOP} if alternatives else {}
+        extras["banned"] = banned
+    return extras
 
 
 def token_list(completion: Completion) -> list:
@@ -421,8 +428,7 @@ def branch_story(word_index: int, alternative: str) -> None:
     model = connection.model
     sampling = sampling_for(preset_name, advanced, cfg, model)
     messages = [m for m in current.messages if m.get("role") != "assistant"]
-    extras = {**requested_extras(banned_list(), alternatives=False),
-              "continue_final_message": True}
+    extras = {**requested_extras(banned_list()), "continue_final_message": True}
     more, final, error = stream_into([*messages, {"role": "assistant", "content": prefix}],
                                      sampling, extras, prefix)
     start = int(current.details.get("inserted_at", 0))

@@ -126,7 +126,7 @@ def admin_routes(registry: Registry, loader: Loader, api_key: str | None,
         for old in registry.add(models, engine, default):
             retire_later(old)
         say(f"now serving {', '.join(registry.models)} (added {name} from {path})")
-        return JSONResponse({**model_entry(models[0], created),
+        return JSONResponse({**model_entry(models[0], created, engine.kind),
                              "default": next(iter(registry.models)) == name})
 
     async def unload(request: Request) -> Response:

@@ -34,8 +34,8 @@ from starlette.routing import BaseRoute, Route
 
 from storyteller.serve import fanout
 from storyteller.serve.params import (  # noqa: F401  (ApiError, validate … are imported from here)
-    COMMON, EXTRAS, ApiError, engine_body, llamacpp_body, rename_model, validate,
-    wanted_logprobs)
+    COMMON, EXTRAS, MAX_N, MAX_TOP_LOGPROBS, ApiError, engine_body, llamacpp_body, rename_model,
+    validate, wanted_logprobs)
 from storyteller.serve.registry import Engine, Registry
 
 OPEN_ROUTES = ("/health",)
@@ -68,15 +68,24 @@ class GatewaySettings:
 
 # ------------------------------------------------------------------------------- the app
 
-def model_entry(model: ServedModel, created: int) -> dict:
+def capabilities(engine_kind: str | None) -> dict:
+    """What a client may ask of a model on this engine beyond a story: the studio asks for
+    word alternatives only where the engine computes them (transformers serve does not)."""
+    return {"logprobs": engine_kind in ("vllm", "llama.cpp"), "max_n": MAX_N,
+            "max_top_logprobs": MAX_TOP_LOGPROBS, "banned": True,
+            "continue_final_message": True}
+
+
+def model_entry(model: ServedModel, created: int, engine_kind: str | None = None) -> dict:
     """A model as /v1/models lists it, with the storyteller.json keys clients read (`kind`
-    "base" for a base model served before any fine-tune)."""
+    "base" for a base model served before any fine-tune) and what its engine can do."""
     meta = model.metadata
     return {"id": model.name, "object": "model", "created": created,
             "owned_by": "storyteller", "max_model_len": model.max_model_len,
-            "storyteller": {key: meta.get(key) for key in (
+            "storyteller": {**{key: meta.get(key) for key in (
                 "kind", "base_model", "genres", "styles", "controls", "control_schema",
-                "header_fields", "system_prompt", "merged_from") if key in meta}}
+                "header_fields", "system_prompt", "merged_from") if key in meta},
+                "capabilities": capabilities(engine_kind)}}
 
 
 def create_app(settings: GatewaySettings, registry: Registry | None = None,
@@ -111,7 +120,8 @@ def create_app(settings: GatewaySettings, registry: Registry | None = None,
 
     async def list_models(request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [
-            model_entry(m, settings.created) for m in registry.served().values()]})
+            model_entry(m, settings.created, registry.engine_of(name).kind)
+            for name, m in registry.served().items()]})
 
     async def get_model(request: Request) -> Response:
         name = request.path_params["name"]
@@ -122,7 +132,8 @@ def create_app(settings: GatewaySettings, registry: Registry | None = None,
         if name not in registry.models:
             return ApiError(404, f"model {name!r} is not served here", "model",
                             code="model_not_found").response()
-        return JSONResponse(model_entry(registry.served()[name], settings.created))
+        return JSONResponse(model_entry(registry.served()[name], settings.created,
+                                        registry.engine_of(name).kind))
 
     async def forward(request: Request, route: str) -> Response:
         raw = await request.body()

@@ -56,12 +56,15 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.message, self.param, self.kind, self.code = status, message, param, kind, code
 
+    def payload(self) -> dict:
+        """The error as OpenAI sends it: the body of a response, or an event of a stream."""
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param,
+                          "code": self.code}}
+
     def response(self):
         from starlette.responses import JSONResponse
 
-        return JSONResponse({"error": {"message": self.message, "type": self.kind,
-                                       "param": self.param, "code": self.code}},
-                            status_code=self.status)
+        return JSONResponse(self.payload(), status_code=self.status)
 
 
 ENGINE_TITLES = {"vllm": "vLLM", "llama.cpp": "llama.cpp", "transformers": "transformers serve"}

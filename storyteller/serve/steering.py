@@ -16,6 +16,12 @@ with a SteeringRequest; everything else goes straight to the engine.
   MAX_CUTS times, after which the answer ends at the last cut. Streams hold back only what
   could still become a banned item. The response says what was done:
   `"storyteller": {"banned": {"words_biased", "phrases_cut", "retries", "gave_up"}}`.
+- logprobs / top_logprobs: asked of the engine on every attempt, each token's entry kept with
+  the text it spells (storyteller.serve.trail): a cut drops the entries after it, a cut inside
+  a token moves back to that token's start, a stream releases entries with their text. The
+  tokens of the answer's logprobs join to exactly its text, streamed or not, in OpenAI's shape
+  for the route asked (a continued chat's come in chat shape). transformers serve computes none
+  (the gateway refuses them there before this module sees the request).
 
 The engine is always asked to stream, so a cut stops its generation at once.
 """
@@ -33,7 +39,9 @@ import httpx
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from storyteller.serve import bans as banning
+from storyteller.serve.params import ApiError, wanted_logprobs
 from storyteller.serve.templates import TemplateError, content_text, render, tokenizer_of
+from storyteller.serve.trail import TokenTrail, entries_of, shaped
 
 # The request keys this module answers for (the gateway's hook looks for these).
 STEERED = ("banned", "continue_final_message")
@@ -67,22 +75,6 @@ def wants_steering(body: Any) -> bool:
     return isinstance(body, dict) and any(body.get(key) for key in STEERED)
 
 
-class Refused(Exception):
-    """An answer other than a story: an OpenAI-style error with its status."""
-
-    def __init__(self, status: int, message: str, param: str | None = None,
-                 kind: str = "invalid_request_error"):
-        super().__init__(message)
-        self.status, self.message, self.param, self.kind = status, message, param, kind
-
-    def payload(self) -> dict:
-        return {"error": {"message": self.message, "type": self.kind, "param": self.param,
-                          "code": None}}
-
-    def response(self) -> Response:
-        return JSONResponse(self.payload(), status_code=self.status)
-
-
 @dataclass
 class Plan:
     """One request's steering, worked out once for all its attempts and choices."""
@@ -94,6 +86,7 @@ class Plan:
     prompt: str | None  # the raw prompt, where the engine is sent /v1/completions
     sampling: dict
     limit: int | None
+    alternatives: int | None = None  # top_logprobs per token; None: no logprobs asked
 
     @property
     def name(self) -> str:
@@ -109,6 +102,7 @@ class Outcome:
     gave_up: bool = False
     prompt_tokens: int | None = None
     completion_tokens: int = 0
+    entries: list[dict] | None = None  # each token's logprobs (chat shape), where asked
 
     def report(self, plan: Plan) -> dict:
         report: dict[str, Any] = {}
@@ -124,33 +118,30 @@ class Outcome:
 # ------------------------------------------------------------------------------- planning
 
 def plan(ctx: SteeringRequest) -> Plan:
-    """The steering of `ctx`, or Refused (400) naming what cannot be honoured."""
+    """The steering of `ctx`, or an ApiError (400) naming what cannot be honoured."""
     body, route = ctx.body, ctx.route
     continuing = bool(body.get("continue_final_message"))
     if continuing and route != "chat":
-        raise Refused(400, "continue_final_message is for chat completions: a completion's "
-                           "prompt is already continued", "continue_final_message")
-    if body.get("logprobs") or body.get("top_logprobs"):
-        raise Refused(400, "logprobs cannot be combined with banned or continue_final_message "
-                           "on this endpoint yet; ask without one of them", "logprobs")
+        raise ApiError(400, "continue_final_message is for chat completions: a completion's "
+                            "prompt is already continued", "continue_final_message")
     messages = body.get("messages") or []
     if continuing and (not messages or messages[-1].get("role") != "assistant"):
-        raise Refused(400, "continue_final_message needs the last message to be the "
-                           "assistant's text to continue", "messages")
+        raise ApiError(400, "continue_final_message needs the last message to be the "
+                            "assistant's text to continue", "messages")
     needs_template = route == "chat" and ctx.engine.kind != "vllm"
     tokenizer = None
     if body.get("banned") or needs_template:
         path = getattr(ctx.model, "path", None)
         if not path:
-            raise Refused(400, f"model {ctx.model.name!r} was loaded without its directory, so "
-                               "its tokenizer is unknown", "banned" if body.get("banned")
-                          else "continue_final_message")
+            raise ApiError(400, f"model {ctx.model.name!r} was loaded without its directory, so "
+                                "its tokenizer is unknown", "banned" if body.get("banned")
+                           else "continue_final_message")
         tokenizer = tokenizer_of(str(path))
     try:
         bans = banning.ban_list(body.get("banned"), tokenizer) if body.get("banned") \
             else banning.BanList(())
     except banning.BanError as error:
-        raise Refused(400, error.message, error.param) from None
+        raise ApiError(400, error.message, error.param) from None
     prompt = None
     if route == "completions":
         prompt = body["prompt"][0] if isinstance(body["prompt"], list) else body["prompt"]
@@ -158,10 +149,11 @@ def plan(ctx: SteeringRequest) -> Plan:
         try:
             prompt = render(tokenizer, messages, continue_final=continuing)
         except TemplateError as error:
-            raise Refused(400, str(error), "continue_final_message") from None
+            raise ApiError(400, str(error), "continue_final_message") from None
     sampling = {k: v for k, v in body.items() if k not in NOT_SAMPLING and v is not None}
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    return Plan(ctx, bans, tokenizer, continuing, prompt, sampling, limit)
+    return Plan(ctx, bans, tokenizer, continuing, prompt, sampling, limit,
+                wanted_logprobs(body, route))
 
 
 def attempt(plan: Plan, text: str, extra_bias: dict[str, int], limit: int | None,
@@ -180,6 +172,9 @@ def attempt(plan: Plan, text: str, extra_bias: dict[str, int], limit: int | None
     body["model"] = ctx.model.name
     body["stream"] = True
     vllm_chat = ctx.route == "chat" and ctx.engine.kind == "vllm"
+    if plan.alternatives is not None:  # in the shape of the route the engine is sent
+        body.update({"logprobs": True, "top_logprobs": plan.alternatives} if vllm_chat
+                    else {"logprobs": plan.alternatives})
     if vllm_chat:
         messages = [dict(m) for m in ctx.body["messages"]]
         if plan.continuing:
@@ -210,20 +205,20 @@ async def send(ctx: SteeringRequest, path: str, payload: dict) -> httpx.Response
 
 
 async def engine_pieces(ctx: SteeringRequest, path: str, payload: dict
-                        ) -> AsyncIterator[tuple[str, str | None, dict | None]]:
-    """(text, finish reason, usage) for each event of the engine's stream."""
+                        ) -> AsyncIterator[tuple[str, str | None, dict | None, dict | None]]:
+    """(text, finish reason, usage, logprobs) for each event of the engine's stream."""
     try:
         answer = await send(ctx, path, payload)
     except httpx.HTTPError as exc:
-        raise Refused(503, f"the engine of model {ctx.model.name!r} is not reachable "
-                           f"({type(exc).__name__}); try again shortly", None,
-                      "engine_unavailable") from None
+        raise ApiError(503, f"the engine of model {ctx.model.name!r} is not reachable "
+                            f"({type(exc).__name__}); try again shortly", None,
+                       "engine_unavailable") from None
     try:
         if answer.status_code != 200:
             detail = (await answer.aread()).decode("utf-8", "replace")
             kind = "invalid_request_error" if 400 <= answer.status_code < 500 else "engine_error"
-            raise Refused(answer.status_code if kind != "engine_error" else 502,
-                          f"the engine refused the request: {detail[:500]}", None, kind)
+            raise ApiError(answer.status_code if kind != "engine_error" else 502,
+                           f"the engine refused the request: {detail[:500]}", None, kind)
         async for line in answer.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
@@ -233,7 +228,7 @@ async def engine_pieces(ctx: SteeringRequest, path: str, payload: dict
                 continue
             if "error" in event:
                 error = event["error"]
-                raise Refused(502, "the engine failed mid-story: " + str(
+                raise ApiError(502, "the engine failed mid-story: " + str(
                     error.get("message") if isinstance(error, dict) else error)[:500], None,
                     "engine_error")
             usage = event.get("usage")
@@ -241,13 +236,13 @@ async def engine_pieces(ctx: SteeringRequest, path: str, payload: dict
                 piece = choice.get("text")
                 if piece is None:
                     piece = (choice.get("delta") or {}).get("content")
-                yield piece or "", choice.get("finish_reason"), usage
+                yield piece or "", choice.get("finish_reason"), usage, choice.get("logprobs")
                 usage = None
             if usage:
-                yield "", None, usage
+                yield "", None, usage, None
     except httpx.HTTPError as exc:
-        raise Refused(502, f"the engine broke off the stream ({type(exc).__name__})", None,
-                      "engine_error") from None
+        raise ApiError(502, f"the engine broke off the stream ({type(exc).__name__})", None,
+                       "engine_error") from None
     finally:
         await answer.aclose()
 
@@ -258,13 +253,17 @@ def count_tokens(plan: Plan, text: str) -> int:
     return len(plan.tokenizer.encode(text, add_special_tokens=False))
 
 
-async def generate(plan: Plan, index: int, outcome: Outcome) -> AsyncIterator[str]:
-    """The answer's text for choice `index`, piece by piece as it may be shown; `outcome` is
-    filled in as it goes (finish reason, cuts, usage)."""
+async def generate(plan: Plan, index: int, outcome: Outcome
+                   ) -> AsyncIterator[tuple[str, list[dict] | None]]:
+    """The answer's text for choice `index`, piece by piece as it may be shown, each with the
+    logprob entries of the tokens it spells (None: not asked); `outcome` is filled in as it
+    goes (finish reason, cuts, usage, every entry)."""
     bans = plan.bans
     seed = plan.ctx.body.get("seed")
     seed = None if seed is None else seed + index
     text, released, ban_here = "", 0, None
+    # With logprobs, text is released and cut only where a token ends (storyteller.serve.trail).
+    trail = TokenTrail() if plan.alternatives is not None else None
     while True:
         remaining = plan.limit - count_tokens(plan, text) if plan.limit else None
         if remaining is not None and remaining <= 0:
@@ -275,12 +274,14 @@ async def generate(plan: Plan, index: int, outcome: Outcome) -> AsyncIterator[st
         ban_here, cut, finish = None, None, None
         pieces = engine_pieces(plan.ctx, path, payload)
         try:
-            async for piece, reason, usage in pieces:
+            async for piece, reason, usage, logprobs in pieces:
                 if usage and outcome.prompt_tokens is None:
                     outcome.prompt_tokens = usage.get("prompt_tokens")
                 if usage and plan.tokenizer is None:
                     outcome.completion_tokens += usage.get("completion_tokens") or 0
                 finish = reason or finish
+                if trail is not None and (piece or logprobs):
+                    trail.add(entries_of(logprobs, plan.alternatives), len(text) + len(piece))
                 if piece:
                     text += piece
                     match = banning.find(bans, text, released)
@@ -288,15 +289,18 @@ async def generate(plan: Plan, index: int, outcome: Outcome) -> AsyncIterator[st
                         cut = match
                         break
                 safe = banning.hold_from(bans, text)
+                if trail is not None:
+                    safe = trail.boundary(safe)
                 if safe > released:
-                    yield text[released:safe]
+                    yield text[released:safe], None if trail is None else trail.release(safe)
                     released = safe
         finally:
             await pieces.aclose()
         if cut is None:
             cut = banning.find(bans, text, released)
         if cut is not None:
-            text = text[:max(banning.cut_at(text, cut.start()), released)]
+            at = max(banning.cut_at(text, cut.start()), released)
+            text = text[:trail.cut(at) if trail is not None else at]
             outcome.cuts += 1
             if outcome.cuts > MAX_CUTS:
                 outcome.gave_up, outcome.finish = True, "stop"
@@ -308,9 +312,10 @@ async def generate(plan: Plan, index: int, outcome: Outcome) -> AsyncIterator[st
             continue  # the one token written with the ban: now on freely
         outcome.finish = finish or "stop"
         break
-    if released < len(text):
-        yield text[released:]
+    if released < len(text) or (trail is not None and trail.pending()):
+        yield text[released:], None if trail is None else trail.release(len(text))
     outcome.text = text
+    outcome.entries = trail.entries if trail is not None else None
     if plan.tokenizer is not None:
         outcome.completion_tokens = count_tokens(plan, text)
     if outcome.prompt_tokens is None and plan.prompt is not None and plan.tokenizer is not None:
@@ -344,12 +349,13 @@ async def answer(plan: Plan, n: int) -> Response:
 
     try:
         await asyncio.gather(*(run(i) for i in range(n)))
-    except Refused as refused:
+    except ApiError as refused:
         return refused.response()
     chat = plan.ctx.route == "chat"
     choices = []
     for i, o in enumerate(outcomes):
-        choice = {"index": i, "finish_reason": o.finish, "logprobs": None,
+        choice = {"index": i, "finish_reason": o.finish,
+                  "logprobs": None if o.entries is None else shaped(o.entries, plan.ctx.route),
                   "storyteller": o.report(plan)}
         if chat:
             choice["message"] = {"role": "assistant", "content": o.text}
@@ -363,14 +369,16 @@ async def answer(plan: Plan, n: int) -> Response:
 
 
 def chunk(plan: Plan, ident: str, index: int, piece: str | None = None,
-          finish: str | None = None, first: bool = False, **extra) -> bytes:
+          finish: str | None = None, first: bool = False, logprobs: dict | None = None,
+          **extra) -> bytes:
     chat = plan.ctx.route == "chat"
     if chat:
         delta = {"role": "assistant", "content": ""} if first else \
             ({"content": piece} if piece else {})
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+        choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
     else:
-        choice = {"index": index, "text": piece or "", "logprobs": None, "finish_reason": finish}
+        choice = {"index": index, "text": piece or "", "logprobs": logprobs,
+                  "finish_reason": finish}
     event = {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
              "created": int(time.time()), "model": plan.name, "choices": [choice], **extra}
     return f"data: {json.dumps(event)}\n\n".encode()
@@ -388,11 +396,14 @@ async def stream(plan: Plan, n: int) -> AsyncIterator[bytes]:
         try:
             if chat:
                 await queue.put(chunk(plan, ident, i, first=True))
-            async for piece in generate(plan, i, outcomes[i]):
-                await queue.put(chunk(plan, ident, i, piece))
+            offset = 0  # where the piece starts in the answer (completions' text_offset)
+            async for piece, entries in generate(plan, i, outcomes[i]):
+                logprobs = None if entries is None else shaped(entries, plan.ctx.route, offset)
+                await queue.put(chunk(plan, ident, i, piece, logprobs=logprobs))
+                offset += len(piece)
             await queue.put(chunk(plan, ident, i, finish=outcomes[i].finish,
                                   storyteller=outcomes[i].report(plan)))
-        except Refused as refused:
+        except ApiError as refused:
             await queue.put(f"data: {json.dumps(refused.payload())}\n\n".encode())
         finally:
             await queue.put(None)
@@ -423,7 +434,7 @@ async def handle(ctx: SteeringRequest) -> Response:
     gateway): JSON, or server-sent events when it streams."""
     try:
         steering = await asyncio.to_thread(plan, ctx)
-    except Refused as refused:
+    except ApiError as refused:
         return refused.response()
     n = int(ctx.body.get("n") or 1)
     if ctx.body.get("stream"):

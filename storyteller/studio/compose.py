@@ -191,3 +191,13 @@ def notes_problem(parts: Sequence[Any], budget: int) -> str:
                 + (f" ({notes.cut})" if notes.cut else "") + ": little room is left for the "
                 "story itself. Shorten the notes to what this part needs.")
     return ""
+
+
+def offers_alternatives(model: ServedModel | None) -> bool:
+    """Whether to ask `model`'s endpoint for the words it weighed (logprobs): where its
+    /v1/models entry lists capabilities, as they say (transformers serve computes none);
+    any other OpenAI-compatible endpoint is asked."""
+    if model is None:
+        return False
+    found = model.storyteller.get("capabilities")
+    return bool(found.get("logprobs")) if isinstance(found, dict) else True

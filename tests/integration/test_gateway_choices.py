@@ -135,6 +135,10 @@ def test_story_client_candidates_and_word_alternatives(tiny_endpoint):
     assert [t.token for t in final.logprobs] == [t.token for t in candidates[0].logprobs]
     with pytest.raises(BadRequest, match="n must be at most 4"):
         client.candidates("tiny", MESSAGES, sampling, 50)
+    # The model list says what this engine can give, so the studio knows to ask.
+    [model] = client.models()
+    assert model.storyteller["capabilities"]["logprobs"] is True
+    assert model.storyteller["capabilities"]["max_n"] == 4
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +160,9 @@ def test_transformers_serve_writes_n_one_after_another_and_refuses_logprobs(tran
         transformers_api.chat.completions.create(model="tiny", messages=MESSAGES,
                                                  max_tokens=5, logprobs=True)
     assert error.value.body["param"] == "logprobs" and "llama.cpp" in error.value.message
+    # ... and its model list says so beforehand: the studio does not ask.
+    listed = transformers_api.models.list().data[0].model_extra["storyteller"]
+    assert listed["capabilities"]["logprobs"] is False
     texts = {}
     for chunk in transformers_api.chat.completions.create(
             model="tiny", messages=MESSAGES, max_tokens=5, temperature=1.0, seed=3, n=2,

@@ -111,3 +111,72 @@ def test_a_list_that_bans_the_words_of_every_sentence_is_refused(http):
     assert answer.status_code == 400
     error = answer.json()["error"]
     assert error["param"] == "banned" and "nothing left" in error["message"]
+
+
+@pytest.fixture(scope="module")
+def engine(http) -> str:
+    return http.get("/health").json()["engine"]
+
+
+def streamed_tokens(events: list[dict]) -> list[str]:
+    return [entry["token"] for e in events for c in e.get("choices", [])
+            for entry in ((c.get("logprobs") or {}).get("content") or [])]
+
+
+def with_alternatives(http, engine: str, body: dict) -> dict | None:
+    """The answer to `body` with logprobs and 3 alternatives; None where the engine computes
+    none (transformers serve), which must refuse them naming `logprobs`."""
+    answer = http.post("/v1/chat/completions",
+                       json={**body, "logprobs": True, "top_logprobs": 3})
+    if engine == "transformers":
+        assert answer.status_code == 400
+        error = answer.json()["error"]
+        assert error["param"] == "logprobs" and "log-probabilities" in error["message"]
+        return None
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_word_alternatives_come_with_a_banned_phrase_cut_and_written_around(http, engine, plain):
+    found = re.findall(r"[A-Za-z]+", plain)
+    phrase = " ".join(found[3:5])
+    body = {**GREEDY, "messages": ASK, "banned": [phrase]}
+    answer = with_alternatives(http, engine, body)
+    if answer is None:
+        return
+    choice = answer["choices"][0]
+    text, entries = choice["message"]["content"], choice["logprobs"]["content"]
+    assert answer["storyteller"]["banned"]["phrases_cut"] >= 1
+    # Each token's alternatives point at text that is there: the tokens spell the answer.
+    tokens = [e["token"] for e in entries]
+    assert "".join(tokens) == text
+    assert phrase.lower() not in " ".join("".join(tokens).lower().split())
+    for e in entries:
+        assert set(e) == {"token", "logprob", "bytes", "top_logprobs"}
+        assert 1 <= len(e["top_logprobs"]) <= 3
+        alternatives = [t["logprob"] for t in e["top_logprobs"]]
+        assert alternatives == sorted(alternatives, reverse=True)  # most likely first
+    # Asking for them changes nothing of the story.
+    without = http.post("/v1/chat/completions", json=body).json()
+    assert without["choices"][0]["message"]["content"] == text
+    again, events = streamed(http, {**body, "logprobs": True, "top_logprobs": 3})
+    assert again == text and streamed_tokens(events) == tokens
+    assert events[-1]["storyteller"]["banned"] == answer["storyteller"]["banned"]
+
+
+def test_word_alternatives_come_with_a_continued_message(http, engine, plain):
+    cut = plain.index(" ", len(plain) // 3)
+    body = {**GREEDY, "max_tokens": 24, "continue_final_message": True,
+            "messages": ASK + [{"role": "assistant", "content": plain[:cut]}]}
+    answer = with_alternatives(http, engine, body)
+    if answer is None:
+        return
+    assert answer["object"] == "chat.completion"
+    choice = answer["choices"][0]
+    text, entries = choice["message"]["content"], choice["logprobs"]["content"]
+    tokens = [e["token"] for e in entries]
+    assert len(tokens) == 24 and "".join(tokens) == text
+    assert (plain[:cut] + text)[:cut + 30] == plain[:cut + 30]
+    again, events = streamed(http, {**body, "logprobs": True, "top_logprobs": 3})
+    assert again == text and streamed_tokens(events) == tokens
+    assert all(e["object"] == "chat.completion.chunk" for e in events)

@@ -160,3 +160,14 @@ def test_the_shipped_studio_config_loads():
     from storyteller.studio.config import DEFAULT_CONFIG
 
     assert load_studio_config(DEFAULT_CONFIG, {}) == StudioConfig()
+
+
+def test_alternatives_are_asked_only_where_the_engine_gives_them():
+    from storyteller.client import ServedModel
+    from storyteller.studio.compose import offers_alternatives
+
+    assert offers_alternatives(ServedModel("m", 2048, {"capabilities": {"logprobs": True}}))
+    assert not offers_alternatives(ServedModel("m", 2048, {"capabilities": {"logprobs": False}}))
+    # Another OpenAI-compatible endpoint says nothing about it: it is asked.
+    assert offers_alternatives(ServedModel("m", 2048, {}))
+    assert not offers_alternatives(None)
