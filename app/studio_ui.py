@@ -92,6 +92,21 @@ def library() -> StoryLibrary:
     return _library(config().library or str(default_library_path()))
 
 
+def open_story(lib: StoryLibrary, key: str) -> tuple:
+    """(story, its versions, the current version) of the story whose id the session keeps
+    under `key`; three Nones where there is none or it was deleted on the Library page (the
+    key is cleared then)."""
+    story_id = st.session_state.get(key)
+    if story_id:
+        try:
+            story = lib.story(story_id)
+            versions = lib.generations(story_id)
+            return story, versions, next((v for v in versions if v.id == story.current_id), None)
+        except KeyError:
+            st.session_state[key] = None
+    return None, None, None
+
+
 def show_problem(error: Exception) -> None:
     """A failed call as a message a writer can act on; the page goes on working."""
     if isinstance(error, ClientError):

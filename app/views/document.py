@@ -41,16 +41,7 @@ lib = ui.library()
 connection = ui.connection_sidebar()
 st.session_state.setdefault("doc_history", draft.History())
 
-story_id = st.session_state.get("doc_story")
-story = versions = current = None
-if story_id:
-    try:
-        story = lib.story(story_id)
-        versions = lib.generations(story_id)
-        current = next((v for v in versions if v.id == story.current_id), None)
-    except KeyError:  # deleted on the Library page
-        st.session_state.doc_story = story_id = None
-        story = None
+story, versions, current = ui.open_story(lib, "doc_story")
 
 
 def _memory_key(name: str) -> str:

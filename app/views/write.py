@@ -98,13 +98,8 @@ if story_id and st.session_state.get("stop"):
         if latest is None or lib.generation(latest).finish_reason is not None:
             break
         time.sleep(0.05)
-if story_id:
-    try:
-        story = lib.story(story_id)
-        versions = lib.generations(story_id)
-        current = next((v for v in versions if v.id == story.current_id), None)
-    except KeyError:  # deleted on the Library page
-        st.session_state.story_id = story_id = None
+story, versions, current = ui.open_story(lib, "story_id")
+story_id = story.id if story else None
 
 action = None
 with right:
