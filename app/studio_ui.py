@@ -18,6 +18,7 @@ from storyteller.errors import StorytellerError
 from storyteller.client import ClientError, ServedModel, StoryClient
 from storyteller.studio.access import PASSWORD_VARIABLE, login_mode, password_matches
 from storyteller.studio.config import StudioConfig, load_studio_config
+from storyteller.studio import draft
 from storyteller.studio.library import StoryLibrary, default_library_path
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
@@ -105,6 +106,22 @@ def open_story(lib: StoryLibrary, key: str) -> tuple:
         except KeyError:
             st.session_state[key] = None
     return None, None, None
+
+
+def version_picker(lib: StoryLibrary, story_id: str, versions, current_id: str,
+                   history_key: str, key: str) -> None:
+    """The current version's branches as radio buttons (none when it has no siblings); a pick
+    becomes the story's current version, remembered in the undo history under `history_key`."""
+    alternatives = draft.branches(versions, current_id)
+    if len(alternatives) < 2:
+        return
+    ids = [v.id for v in alternatives]
+    picked = st.radio("Version", ids, index=ids.index(current_id), horizontal=True,
+                      format_func=lambda i: f"Version {ids.index(i) + 1}", key=key)
+    if picked != current_id:
+        st.session_state[history_key] = st.session_state[history_key].moved(current_id, picked)
+        lib.set_current(story_id, picked)
+        st.rerun()
 
 
 def show_problem(error: Exception) -> None:

@@ -179,17 +179,8 @@ with right:
             st.session_state.pop(f"doc_{name}", None)
         st.rerun()
     if story is not None and current is not None:
-        alternatives = draft.branches(versions, current.id)
-        if len(alternatives) > 1:
-            ids = [v.id for v in alternatives]
-            picked = st.radio("Version", ids, index=ids.index(current.id), horizontal=True,
-                              format_func=lambda i: f"Version {ids.index(i) + 1}",
-                              key=f"doc_branch_{current.id}")
-            if picked != current.id:
-                st.session_state.doc_history = st.session_state.doc_history.moved(
-                    current.id, picked)
-                lib.set_current(story.id, picked)
-                st.rerun()
+        ui.version_picker(lib, story.id, versions, current.id, "doc_history",
+                          f"doc_branch_{current.id}")
     area_key = f"doc_text_{current.id}" if current else "doc_text_new"
     text = st.text_area("Story", current.text if current else "", key=area_key, height=360,
                         on_change=_typed, args=(area_key,),

@@ -111,16 +111,8 @@ with right:
         set_controls = [f"{k}: {v}" for k, v in story.controls.items() if v]
         if set_controls:
             st.caption(ui.plain(" · ".join(set_controls)))
-        alternatives = draft.branches(versions, story.current_id)
-        if len(alternatives) > 1:
-            ids = [v.id for v in alternatives]
-            picked = st.radio("Version", ids, index=ids.index(story.current_id), horizontal=True,
-                              format_func=lambda i: f"Version {ids.index(i) + 1}",
-                              key=f"branch_{story.id}_{story.current_id}")
-            if picked != story.current_id:
-                st.session_state.history = st.session_state.history.moved(story.current_id, picked)
-                lib.set_current(story.id, picked)
-                st.rerun()
+        ui.version_picker(lib, story.id, versions, story.current_id, "history",
+                          f"branch_{story.id}_{story.current_id}")
     box = st.container(border=story is not None, key="story_box")
     with box:
         story_slot = st.empty()
