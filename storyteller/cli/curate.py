@@ -38,6 +38,20 @@ def curate(
     preview: Annotated[bool, typer.Option("--preview", help="Read and divide the inputs only and "
                                           "show what was found (format, every story, front and "
                                           "back matter, warnings); write nothing.")] = False,
+    preferences: Annotated[bool, typer.Option(
+        "--preferences", help="The inputs are preference records (chosen / rejected pairs, or "
+        "completions with a true/false label; JSONL or JSON): check, deduplicate and split them "
+        "by prompt into a preference directory for preference tuning.")] = False,
+    val_fraction: Annotated[Optional[float], typer.Option(
+        "--val-fraction", help="With --preferences: share of prompts for val [default: "
+        "split.val].", show_default=False)] = None,
+    test_fraction: Annotated[Optional[float], typer.Option(
+        "--test-fraction", help="With --preferences: share of prompts for test [default: "
+        "split.test].", show_default=False)] = None,
+    judgement: Annotated[str, typer.Option(
+        "--judgement", help="With --preferences: where the judgement of records that do not "
+        "say came from: rating sheet, studio stars, studio pick, writer edit or style "
+        "check.")] = "rating sheet",
 ) -> None:
     """Turn story files into clean, deduplicated, leakage-safe prompt–story pairs.
 
@@ -60,6 +74,10 @@ def curate(
     run goes on with --resume; --executor datatrove runs the same stages as datatrove tasks.
 
       storyteller curate shards/ --out data/big --executor datatrove --set resources.tasks=64
+
+    Preference data (pairs and thumbs from the studio, rating sheets or TRL-style files):
+
+      storyteller curate prefs.jsonl --preferences --out data/prefs --val-fraction 0.2
     """
     from storyteller.config import load_config
     from storyteller.curate.config import CurateConfig
@@ -73,6 +91,18 @@ def curate(
     cfg = load_config(CurateConfig, config, sets or [],
                       {"source.format": ("--format", fmt), "seed": ("--seed", seed),
                        "resources.executor": ("--executor", executor)})
+    if preferences or val_fraction is not None or test_fraction is not None:
+        from storyteller.curate.preference_run import options_config, preview as look, run as curate
+
+        cfg = options_config(cfg, preferences, val_fraction, test_fraction, judgement)
+        if preview:
+            look(paths, cfg, judgement)
+        elif out is None:
+            raise ConfigError.at("--out", "where should the curated preferences go?",
+                                 "e.g. --out data/prefs (or --preview to only look)")
+        else:
+            curate(paths, out, cfg, judgement)
+        return
     if preview:
         from storyteller.console import console
         from storyteller.curate.preview import show

@@ -138,3 +138,42 @@ def report(
         typer.echo(f"flagged raters (left out): {', '.join(sorted(flagged))}")
     typer.echo(str(done.report))
 
+
+
+@ratings_commands.command()
+@guarded
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write.",
+                                      show_default=False)],
+    source: Annotated[Path, typer.Option(
+        "--from", help="The ratings folder (with key.json), or evaluate's --out "
+                       "folder.")] = Path("."),
+    kind: Annotated[str, typer.Option(
+        "--kind", "-k", help="preference: chosen/rejected pairs from the pairs sheets (the "
+                             "majority's side; ties give none); kto: stories scored 4+ overall "
+                             "as good answers, 2 or less as bad ones.")] = "preference",
+    store: Annotated[Path | None, typer.Option(
+        "--store", "-s", help="SQLite store (default: ratings.sqlite there).")] = None,
+) -> None:
+    """Write the imported ratings as preference data for preference tuning.
+
+    Each record has the prompt the model was sent, the stories, where the
+    judgement came from ("rating sheet") and how far the raters agreed;
+    raters flagged by the attention checks are left out. The file is what
+    `storyteller curate --preferences` reads.
+
+    Examples:
+
+      storyteller ratings export --from out/eval/ratings --out prefs/ratings.jsonl
+
+      storyteller ratings export --from out/eval --kind kto --out prefs/thumbs.jsonl
+
+      storyteller curate prefs/ratings.jsonl --preferences --out data/prefs
+    """
+    from storyteller.ratings.preferences import export as run_export
+
+    done = run_export(source, out, kind, store)
+    if done.left_out:
+        typer.echo(f"flagged raters (left out): {', '.join(done.left_out)}")
+    typer.echo(f"{done.records} {kind} records from {len(done.raters)} raters → {done.out}")
+    typer.echo(f"next: storyteller curate {done.out} --preferences --out data/prefs")

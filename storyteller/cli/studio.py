@@ -134,8 +134,10 @@ def export(
     kind: Annotated[str, typer.Option(
         "--kind", "-k", help="sft: one record per well-rated version (the story and its "
                              "prompt); preference: chosen/rejected pairs of versions of one "
-                             "request whose stars differ, and the candidate the writer "
-                             "kept over each other one.")] = "sft",
+                             "request whose stars differ, the candidate the writer kept over "
+                             "each other one, and the writer's edit over what the model "
+                             "wrote; kto: each version rated 4★+ as a good answer, 2★ or "
+                             "fewer as a bad one.")] = "sft",
     min_stars: Annotated[int, typer.Option(
         "--min-stars", min=1, max=5, help="sft: keep versions rated at least this.")] = 4,
 ) -> None:
@@ -146,6 +148,8 @@ def export(
     like any other record file; preference records add `prompt`, `chosen`
     and `rejected`. The answer to a continuation's prompt (which quoted the
     story so far) is only the part it added; `text` is the whole story.
+    Preference and kto files are what `storyteller curate --preferences`
+    reads (each record says where its judgement came from).
 
     Examples:
 
@@ -154,35 +158,53 @@ def export(
       storyteller library export --kind preference --out prefs.jsonl
 
       storyteller curate feedback.jsonl --out data/feedback
+
+      storyteller library export --kind kto --out thumbs.jsonl
+
+      storyteller curate prefs.jsonl --preferences --out data/prefs
     """
     from storyteller.errors import InputError
     from storyteller.files import write_atomic
     from storyteller.studio.export import (
+        edit_records,
         jsonl_bytes,
+        kto_records,
         pick_records,
         preference_records,
         sft_records,
+        unique_records,
     )
     from storyteller.studio.library import StoryLibrary, existing_library
 
-    if kind not in ("sft", "preference"):
+    if kind not in ("sft", "preference", "kto"):
         raise InputError.at("--kind", f"{kind!r} is not a dataset kind",
-                            "use sft or preference")
+                            "use sft, preference or kto")
     path = existing_library(library)
     with StoryLibrary(path) as lib:
         rated = lib.rated()
         # Every version of the rated stories: an edit takes the prompt of what it edited,
         # a continuation's new part is told from the story it grew from.
         picks = lib.picks() if kind == "preference" else []
-        story_ids = {s.id for s, _ in rated} | {p.story_id for p in picks}
-        versions = [v for story_id in story_ids for v in lib.generations(story_id)]
+        # A writer's edit pairs with what it edited, rated or not: every story counts.
+        edited = [s.id for s in lib.search(limit=1_000_000)] if kind == "preference" else []
+        story_ids = {s.id for s, _ in rated} | {p.story_id for p in picks} | set(edited)
+        versions = [v for story_id in sorted(story_ids) for v in lib.generations(story_id)]
         stories = {story_id: lib.story(story_id) for story_id in story_ids}
-    records = sft_records(rated, min_stars, versions) if kind == "sft" else \
-        preference_records(rated, versions) + pick_records(picks, stories, versions)
+    if kind == "sft":
+        records = sft_records(rated, min_stars, versions)
+    elif kind == "kto":
+        records = kto_records(rated, versions)
+    else:
+        records = unique_records(preference_records(rated, versions),
+                                 pick_records(picks, stories, versions),
+                                 edit_records(stories, versions))
     if not records:
-        hint = (f"rate versions {min_stars}★ or more in the studio, or lower --min-stars"
-                if kind == "sft" else "keep one of several candidates in the studio, or rate "
-                                      "two versions of one request differently")
+        hint = {"sft": f"rate versions {min_stars}★ or more in the studio, or lower --min-stars",
+                "kto": "rate versions in the studio: 4★ or more is a good answer, 2★ or fewer "
+                       "a bad one",
+                "preference": "keep one of several candidates in the studio, edit what a "
+                              "model wrote, or rate two versions of one request "
+                              "differently"}[kind]
         raise InputError.at(str(path), f"nothing to export yet "
                             f"({len(rated)} rated versions)", hint)
     if out.is_dir():

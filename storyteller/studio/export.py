@@ -20,7 +20,10 @@ Who wrote what (`draft.authorship`) survives export in HTML (the model's passage
 "text": …}]`, whose texts joined are the story); Markdown and plain text carry the words only.
 
 When the writer keeps one of several candidates, preference export writes the kept one as
-chosen over each other one (`judgement: "studio pick"`), beside the pairs that stars give."""
+chosen over each other one (`judgement: "studio pick"`), beside the pairs that stars give
+(`"studio stars"`) and the writer's edits of what a model wrote (`"writer edit"`). KTO export
+writes unpaired judgements from stars (`completion` with a true/false `label`). Every
+preference record is a shape `storyteller curate --preferences` reads."""
 
 from __future__ import annotations
 
@@ -190,7 +193,7 @@ def preference_records(rated: Sequence[tuple[Story, Generation]],
             records.append({"id": f"{chosen.id}>{rejected.id}", "prompt": json.loads(prompt_json),
                             "chosen": chosen_answer, "rejected": rejected_answer,
                             "chosen_rating": chosen.stars, "rejected_rating": rejected.stars,
-                            "text": chosen.text, **fields,
+                            "judgement": "studio stars", "text": chosen.text, **fields,
                             # Always present, so curate never takes `prompt` for the premise.
                             "premise": fields.get("premise"),
                             "model": chosen.model, "source": SOURCE})
@@ -219,6 +222,72 @@ def pick_records(picks: Sequence[Any], stories: dict[str, Story],
                         "judgement": "studio pick", "text": chosen.text, **fields,
                         "premise": fields.get("premise"), "model": chosen.model,
                         "source": SOURCE})
+    return records
+
+
+def _same(one: str, other: str) -> bool:
+    return " ".join(one.split()) == " ".join(other.split())
+
+
+def edit_records(stories: dict[str, Story], versions: Sequence[Generation]) -> list[dict]:
+    """The writer's edits as preference records: an edit's answer chosen over the answer of
+    the model's version it edited (through edits of edits), `judgement: "writer edit"`. Only
+    the last edit of a chain counts (the writer's final word; the studio saves every change
+    as a version), and only where it changed the answer part: an edit of the story before a
+    continuation's new part tells nothing about that part."""
+    by_id = {g.id: g for g in versions}
+    edited = {g.parent_id for g in versions if g.kind == "edit"}
+    records = []
+    for generation in versions:
+        story = stories.get(generation.story_id)
+        if generation.kind != "edit" or generation.id in edited or story is None:
+            continue
+        asked = _asked(generation, by_id)
+        if asked is None:
+            continue
+        chosen, rejected = _answer(generation, asked, by_id), _answer(asked, asked, by_id)
+        if not chosen or not rejected or _same(chosen, rejected):
+            continue
+        fields = _fields(story, asked)
+        records.append({"id": f"{generation.id}>{asked.id}",
+                        "prompt": [m for m in asked.messages if m.get("role") != "assistant"],
+                        "chosen": chosen, "rejected": rejected, "judgement": "writer edit",
+                        "text": generation.text, **fields, "premise": fields.get("premise"),
+                        "model": asked.model, "source": SOURCE})
+    return records
+
+
+KTO_GOOD, KTO_BAD = 4, 2  # stars at or above: a good answer; at or below: a bad one
+
+
+def kto_records(rated: Sequence[tuple[Story, Generation]],
+                versions: Sequence[Generation] = ()) -> list[dict]:
+    """Unpaired judgements from stars: a version rated 4★ or more is a good answer to its
+    prompt (`label: true`), 2★ or fewer a bad one; 3★ says neither. No `text` field: a bad
+    story must never be read as a story to learn from by the fine-tuning curate."""
+    records = []
+    for story, generation, prompt, answer in _prompted(rated, versions):
+        stars = generation.stars or 0
+        if KTO_BAD < stars < KTO_GOOD or not stars:
+            continue
+        fields = _fields(story, generation)
+        records.append({"id": generation.id, "prompt": prompt, "completion": answer,
+                        "label": stars >= KTO_GOOD, "judgement": "studio stars",
+                        "rating": stars, **fields, "premise": fields.get("premise"),
+                        "model": generation.model, "source": SOURCE})
+    return records
+
+
+def unique_records(*groups: Sequence[dict]) -> list[dict]:
+    """The records of every group in order, each id once: a pair that stars and an edit (or
+    a pick) both give is written once, as the first group has it."""
+    seen: set[str] = set()
+    records = []
+    for group in groups:
+        for record in group:
+            if record["id"] not in seen:
+                seen.add(record["id"])
+                records.append(record)
     return records
 
 

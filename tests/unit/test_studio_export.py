@@ -226,3 +226,71 @@ def test_markdown_export_renders_no_html_the_model_wrote():
     md = story_markdown(story, "<b>Bold</b> & <img src=x onerror=alert(1)>")
     assert md.startswith("# &lt;i>Odd&lt;/i> &amp; Co\n")
     assert "&lt;b>Bold&lt;/b> &amp; &lt;img src=x" in md and "<" not in md
+
+
+# ------------------------------------------------------------- judgements, edits and thumbs
+
+
+def test_star_pairs_say_where_their_judgement_came_from():
+    shown = story()
+    records = preference_records([(shown, version("g-a", "A.", stars=2)),
+                                  (shown, version("g-b", "B.", kind="regenerate", stars=5))])
+    assert [r["judgement"] for r in records] == ["studio stars"]
+
+
+def test_the_writers_last_edit_is_chosen_over_what_the_model_wrote():
+    from storyteller.studio.export import edit_records
+
+    shown = story()
+    written = version("g-1", "The fox lied.")
+    first_edit = version("g-2", "The fox lied twice.", kind="edit", parent="g-1")
+    last_edit = version("g-3", "The fox lied, and was caught.", kind="edit", parent="g-2")
+    untouched = version("g-4", "Another try.", kind="regenerate")
+    spaces = version("g-5", "Another   try.\n", kind="edit", parent="g-4")
+    [record] = edit_records({"s-1": shown}, [written, first_edit, last_edit, untouched, spaces])
+    # Only the chain's last edit counts, against the model's version it started from; an
+    # edit that changed only whitespace says nothing.
+    assert record["id"] == "g-3>g-1" and record["judgement"] == "writer edit"
+    assert (record["chosen"], record["rejected"]) == ("The fox lied, and was caught.",
+                                                      "The fox lied.")
+    assert record["prompt"] == ASK and record["genre"] == "fable"
+    assert record["premise"] == "A fox lies." and record["model"] == "quickstart"
+
+
+def test_an_edit_pairs_only_where_it_changed_the_continuations_new_part():
+    from storyteller.studio.export import edit_records
+
+    shown = story()
+    base = version("g-0", "Start.")
+    grown = continuation("g-1", "Start.\n\nThe end.", "g-0", None)
+    mended = version("g-2", "Start.\n\nThe better end.", kind="edit", parent="g-1")
+    before = version("g-3", "START.\n\nThe end.", kind="edit", parent="g-1")
+    grown_again = continuation("g-4", "Start.\n\nAnother end.", "g-0", None, kind="regenerate")
+    orphan = version("g-5", "Typed by hand.", kind="edit", parent=None)
+    records = edit_records({"s-1": shown}, [base, grown, mended, before, grown_again, orphan])
+    assert [(r["chosen"], r["rejected"]) for r in records] == [("The better end.", "The end.")]
+    assert records[0]["prompt"] == grown.messages and records[0]["tone"] == "wry"
+
+
+def test_kto_records_label_stars_and_carry_no_story_to_learn_from():
+    from storyteller.studio.export import kto_records
+
+    shown = story()
+    rated = [(shown, version(f"g-{stars}", f"Story {stars}.", kind="regenerate", stars=stars))
+             for stars in (1, 2, 3, 4, 5)]
+    records = kto_records(rated)
+    assert [(r["id"], r["label"]) for r in records] == [
+        ("g-1", False), ("g-2", False), ("g-4", True), ("g-5", True)]
+    assert records[0]["completion"] == "Story 1." and records[0]["prompt"] == ASK
+    assert all(r["judgement"] == "studio stars" and "text" not in r for r in records)
+    # A bad story is no story for the fine-tuning curate: it finds no text and rejects it.
+    rejected = map_record(records[0], {}, "thumbs.jsonl", 1, None)
+    assert (rejected.reason, rejected.line) == ("missing_text", 1)
+
+
+def test_unique_records_keep_the_first_of_an_id():
+    from storyteller.studio.export import unique_records
+
+    stars = [{"id": "g-2>g-1", "judgement": "studio stars"}]
+    edits = [{"id": "g-2>g-1", "judgement": "writer edit"}, {"id": "g-3>g-1"}]
+    assert unique_records(stars, edits) == [stars[0], edits[1]]
