@@ -211,8 +211,13 @@ def model_origin(model: ServedModel) -> str:
     parts = [f"From {plain(entry.merged_from or entry.path)}"]
     if entry.steps is not None:
         parts.append(f"{entry.steps} steps")
+    if entry.objective and entry.objective != "sft":
+        parts.append(f"preference-tuned ({entry.objective})")
     if entry.style_followed is not None:
-        parts.append(f"house style followed {entry.style_followed:.0%}")
+        styles = ", ".join(f"{style} {share:.0%}"
+                           for style, share in (entry.styles_followed or {}).items())
+        parts.append(f"house style followed {entry.style_followed:.0%}"
+                     + (f" ({styles})" if styles else ""))
     if entry.perplexity is not None:
         parts.append(f"perplexity {entry.perplexity:.1f}")
     if entry.kind == "model":

@@ -34,6 +34,9 @@ class Entry:
     best_val_loss: float | None = None
     # Headline scores of the newest evaluation of this model (evaluate's metrics.json).
     style_followed: float | None = None  # share of stories that follow their house style
+    # The same share per house style (moral, refrain, noir, log): a model can follow the easy
+    # styles and never the hard one, which one overall share hides.
+    styles_followed: dict[str, float] | None = None
     perplexity: float | None = None  # held-out story perplexity
     evaluation: str | None = None  # that metrics.json
     # A model: verification.json says the merge passed (False: failed or missing). A run: None.
@@ -98,7 +101,7 @@ def run_entry(run_dir: Path) -> Entry | None:
         data=_get(run_json, "data", "dir") or _get(meta, "data", "dir"),
         steps=steps if isinstance(steps, int) else _last_checkpoint_step(run_dir),
         method=meta.get("method") or _get(config, "model", "method"),
-        objective=meta.get("objective") or _get(config, "train", "objective") or "sft",
+        objective=meta.get("objective") or _get(config, "objective") or "sft",
         complete=(run_dir / "final" / "COMPLETE").exists(),
         best_val_loss=summary.get("best_val_loss"))
 
@@ -149,13 +152,20 @@ def evaluation_of(entry: Entry, reports: Sequence[Path]) -> Path | None:
     return max(matching, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def headline(metrics: dict[str, Any]) -> dict[str, float | None]:
-    """House style followed and perplexity of the evaluated model, from a metrics.json."""
-    def value(name: str) -> float | None:
-        number = _get(metrics, "metrics", name, "values", "tuned", "value")
-        return float(number) if isinstance(number, (int, float)) else None
+def headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """House style followed (overall and per style) and perplexity of the evaluated model, from
+    a metrics.json."""
+    def number(value: Any) -> float | None:
+        return float(value) if isinstance(value, (int, float)) else None
 
-    return {"style_followed": value("style_pass"), "perplexity": value("perplexity")}
+    def value(name: str) -> float | None:
+        return number(_get(metrics, "metrics", name, "values", "tuned", "value"))
+
+    per_style = {style: number(_get(cells, "tuned", "value"))
+                 for style, cells in (metrics.get("house_styles") or {}).items()}
+    per_style = {style: v for style, v in per_style.items() if v is not None}
+    return {"style_followed": value("style_pass"), "perplexity": value("perplexity"),
+            "styles_followed": per_style or None}
 
 
 def scan(runs: Path = Path("runs"), models: Path = Path("models")) -> list[Entry]:

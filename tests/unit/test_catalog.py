@@ -105,7 +105,16 @@ def test_headline_scores_come_from_the_newest_evaluation_of_that_model(tmp_path)
     assert (run_entry.style_followed, run_entry.perplexity, run_entry.evaluation) == \
         (0.62, 18.25, str(new))
     assert (model_entry.style_followed, model_entry.perplexity) == (0.58, 18.5)
-    assert headline({"metrics": {}}) == {"style_followed": None, "perplexity": None}
+    assert headline({"metrics": {}}) == {"style_followed": None, "perplexity": None,
+                                          "styles_followed": None}
+
+
+def test_headline_carries_each_house_style_of_the_evaluated_model():
+    metrics = {"metrics": {}, "house_styles": {
+        "moral": {"tuned": {"value": 0.75}, "base": {"value": 0.1}},
+        "refrain": {"tuned": {"value": 0.0}, "base": {"value": 0.0}},
+        "log": {"base": {"value": 0.3}}}}  # the tuned model wrote no log story
+    assert headline(metrics)["styles_followed"] == {"moral": 0.75, "refrain": 0.0}
 
 
 def test_files_cut_short_are_listed_with_what_can_be_read(tmp_path):
