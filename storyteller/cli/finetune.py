@@ -25,11 +25,15 @@ def finetune(
                                                      "optimizer steps.")] = None,
     save_steps: Annotated[Optional[int], typer.Option("--save-steps", help="Write a checkpoint "
                                                       "every N steps.")] = None,
+    start_from: Annotated[Optional[Path], typer.Option("--from", help="A finished run directory: "
+                                                       "continue its final/ adapter on its base "
+                                                       "(preference tuning after SFT); sets "
+                                                       "start_from.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run directory's "
                                          "newest complete checkpoint.")] = False,
     sets: Annotated[Optional[list[str]], set_option("lora.r=8 --set train.lr=1e-4")] = None,
 ) -> None:
-    """Fine-tune a story model on curated pairs: QLoRA, LoRA or full.
+    """Fine-tune a story model on curated pairs (QLoRA, LoRA or full), or on preferences (DPO, KTO, ORPO, SimPO).
 
     Writes RUN_DIR/ with config.yaml, run.json (data hash, git revision, environment),
     metrics.jsonl, tensorboard/, plots/, checkpoints/step-N/ (each with a COMPLETE marker) and
@@ -43,6 +47,8 @@ def finetune(
       storyteller finetune -c configs/finetune/qlora.yaml --set lora.r=32 --out runs/fables
 
       storyteller finetune -c configs/finetune/quickstart.yaml --resume
+
+      storyteller finetune -c configs/finetune/preference.yaml --from runs/quickstart --data data/prefs
     """
     from storyteller.config import load_config
     from storyteller.finetune.config import FinetuneConfig
@@ -51,6 +57,7 @@ def finetune(
     cfg = load_config(FinetuneConfig, config, sets or [],
                       {"data.dir": ("--data", data), "out": ("--out", out),
                        "train.max_steps": ("--max-steps", max_steps),
-                       "checkpoint.every_steps": ("--save-steps", save_steps)})
+                       "checkpoint.every_steps": ("--save-steps", save_steps),
+                       "start_from": ("--from", str(start_from) if start_from else None)})
     result = run(cfg, resume=resume)
     typer.echo(str(result.final))

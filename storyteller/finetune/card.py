@@ -109,8 +109,12 @@ def model_card(cfg, meta: dict[str, Any]) -> str:
         f"precision: {results.get('precision')}",
         f"- Learning rate {cfg.train.lr} ({cfg.train.schedule}), batch {cfg.train.batch_size} x "
         f"accumulation {cfg.train.grad_accum}, sequences of up to {cfg.data.max_length} tokens, packed: {cfg.data.pack}",
+        *([f"- Objective: {cfg.objective} (preference tuning"
+           + (f", continuing `{cfg.start_from}`" if cfg.start_from else "")
+           + "; the validation loss below is the objective, not story loss)"]
+          if cfg.objective != "sft" else []),
         "",
-        "## Results (story tokens only)",
+        "## Results (story tokens only)" if cfg.objective == "sft" else "## Results",
         "",
     ]
     if results.get("best_val_loss") is not None:

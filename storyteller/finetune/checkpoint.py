@@ -41,14 +41,23 @@ class TrainState:
     # Where a streamed training split is (data.streaming): its cursor as plain data; None when
     # the split is held whole, whose data position is `micro_batches` alone.
     stream: dict[str, Any] | None = None
+    # eval.select style or mixed: the best evaluation's rank (selection.py) and its probe scores.
+    # best_loss and best_step are that evaluation's, whichever way it was chosen.
+    best_rank: list[float] | None = None
+    best_probe: dict[str, Any] | None = None
+
+
+# Left out of state.json when unused, so that a run which does not use them writes the same
+# checkpoints it wrote before they existed.
+OPTIONAL = ("stream", "best_rank", "best_probe")
 
 
 def state_dict(state: TrainState) -> dict[str, Any]:
-    """state.json's content. `stream` is left out when unused, so a run that holds its split
-    whole writes the same checkpoints it wrote before streaming existed."""
+    """state.json's content (OPTIONAL fields only when set)."""
     data = asdict(state)
-    if data["stream"] is None:
-        del data["stream"]
+    for key in OPTIONAL:
+        if data[key] is None:
+            del data[key]
     return data
 
 

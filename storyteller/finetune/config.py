@@ -126,11 +126,50 @@ class EvalConfig:
     sample_prompt: str = DEFAULT_SAMPLE_PREMISE
     # The sample's length in tokens: enough to see the style take shape, little time on a CPU.
     sample_tokens: int = 160
+    # Which evaluation's checkpoint is the best (kept, and final/ with checkpoint.final_from_best):
+    # loss: the lowest validation loss. style: the most probe stories that keep their house style
+    # (ties: more stories that end by themselves, then the lower loss). mixed: the most stories
+    # that keep their style and end by themselves, less the hollow ones, among evaluations whose
+    # validation loss is within select_margin of the lowest seen up to them (docs/finetune.md,
+    # "Choosing the checkpoint by what it writes").
+    select: Literal["loss", "style", "mixed"] = "loss"
+    # mixed: how far (a fraction) above the lowest validation loss so far a checkpoint may be.
+    select_margin: float = 0.03
+    # The probe (storyteller/finetune/probe.py) runs at every evaluation when select is style or
+    # mixed, or when this is true (its scores are then logged but choose nothing). Off by default
+    # with select: loss: on a CPU it costs more than the validation loss.
+    probe: bool = False
+    # Validation prompts that ask for a house style, spread over the styles, and prompts without
+    # one (their stories count in the stop and hollow rates).
+    probe_styled: int = 8
+    probe_plain: int = 2
+    # Each probe story's length in tokens: a house style shows at the end (a moral, a refrain's
+    # third time), so long enough for a short story to finish.
+    probe_tokens: int = 320
+    # 0: greedy. Above 0: sampled (top-p 0.95) with a fixed seed per prompt (from probe_seed and
+    # the record's id), so two evaluations still differ only by the weights.
+    probe_temperature: float = 0.0
+    probe_seed: int = 0
 
     def __post_init__(self):
         require(self.every_steps >= 0, "every_steps", "must not be negative")
         require(self.patience >= 0, "patience", "must not be negative")
         require(self.sample_tokens >= 1, "sample_tokens", "must be at least 1")
+        require(self.select_margin >= 0, "select_margin", "must not be negative")
+        require(self.probe_styled >= 0, "probe_styled", "must not be negative")
+        require(self.probe_plain >= 0, "probe_plain", "must not be negative")
+        require(self.select == "loss" or self.probe_styled >= 1, "probe_styled",
+                f"must be at least 1 with select: {self.select} (the probe's house-style prompts "
+                "are what it selects by)")
+        require(self.probe_styled + self.probe_plain >= 1 or not self.probing, "probe_styled",
+                "the probe needs at least one prompt (probe_styled + probe_plain)")
+        require(self.probe_tokens >= 1, "probe_tokens", "must be at least 1")
+        require(self.probe_temperature >= 0, "probe_temperature", "must not be negative")
+
+    @property
+    def probing(self) -> bool:
+        """Whether each evaluation runs the probe."""
+        return self.probe or self.select != "loss"
 
 
 @dataclass
@@ -153,6 +192,42 @@ class LogConfig:
     plots: bool = True
 
 
+Objective = Literal["sft", "dpo", "kto", "orpo", "simpo"]
+
+
+@dataclass
+class PreferenceConfig:
+    """Settings of the preference objectives (objective dpo, kto, orpo or simpo); the names
+    and conventions are TRL's, so a run here and a TRL run with the same values compare."""
+
+    # How far the policy may move from the reference: the reward is beta x (policy - reference)
+    # log-probability of a whole story (summed over its tokens). SimPO applies it to the
+    # per-token average log-probability instead, where the SimPO paper uses 2.0 to 2.5.
+    beta: float = 0.1
+    # Conservative DPO / SimPO: the share of pairs assumed to be labelled the wrong way round.
+    label_smoothing: float = 0.0
+    # KTO: weights of the good (label true) and bad (label false) stories; keep
+    # desirable_weight x good / (undesirable_weight x bad) between 1 and 4/3 (KTO paper).
+    desirable_weight: float = 1.0
+    undesirable_weight: float = 1.0
+    # SimPO: the target reward margin (TRL's simpo_gamma).
+    simpo_gamma: float = 0.5
+    # ORPO: the weight of the odds-ratio term beside the chosen story's loss (TRL's beta).
+    orpo_lambda: float = 0.1
+    # DPO / SimPO: add this x the chosen story's per-token loss (RPO): keeps the chosen stories
+    # likely while the margin grows. 0: none.
+    sft_weight: float = 0.0
+
+    def __post_init__(self):
+        require(self.beta > 0, "beta", "must be positive")
+        require(0 <= self.label_smoothing < 0.5, "label_smoothing", "must be in [0, 0.5)")
+        require(self.desirable_weight > 0, "desirable_weight", "must be positive")
+        require(self.undesirable_weight > 0, "undesirable_weight", "must be positive")
+        require(self.simpo_gamma >= 0, "simpo_gamma", "must not be negative")
+        require(self.orpo_lambda > 0, "orpo_lambda", "must be positive")
+        require(self.sft_weight >= 0, "sft_weight", "must not be negative")
+
+
 @dataclass
 class FinetuneConfig:
     name: str = "default"
@@ -167,14 +242,33 @@ class FinetuneConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    # sft: learn to write the curated stories. dpo / kto / orpo / simpo: learn which of two
+    # stories is preferred, from a curated preference directory (docs/finetune.md).
+    objective: Objective = "sft"
+    # A finished run directory (--from): continue its final/ adapter, on its base model, and
+    # measure preferences against it as it was. '': start from model.base.
+    start_from: str = ""
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
 
     def __post_init__(self):
         require(bool(self.name.strip()), "name", "must not be empty")
+        if self.objective != "sft":
+            # A story pair is one row of whole sequences, attention kept inside each story.
+            require(self.model.attention == "packed", "model.attention",
+                    f"must be packed for objective {self.objective} (preference sequences are "
+                    "laid end to end with attention kept inside each)")
+            require(not self.data.streaming, "data.streaming",
+                    f"is not supported with objective {self.objective}: the reference "
+                    "log-probabilities are computed for the whole split before the first step")
         # A streamed split's length is unknown until it has been read to the end, so the run's
         # length (and the learning-rate schedule with it) cannot come from train.epochs.
         require(not self.data.streaming or self.train.max_steps > 0, "train.max_steps",
                 "must be set (above 0) when data.streaming is true: a streamed split's size is "
                 "not known in advance, so epochs cannot give the number of steps")
+
+    @property
+    def preference_run(self) -> bool:
+        return self.objective != "sft"
 
     @property
     def adapter(self) -> bool:

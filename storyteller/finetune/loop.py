@@ -18,6 +18,8 @@ from storyteller.finetune.config import FinetuneConfig
 from storyteller.finetune.data import Pack, collate, collate_flat
 from storyteller.finetune.model import load_trainable_state, trainable_state
 from storyteller.finetune.plan import Plan
+from storyteller.finetune.prefdata import PrefItem, collate_items
+from storyteller.finetune.selection import improves, rank
 
 
 def decay_groups(model, weight_decay: float) -> list[dict[str, Any]]:
@@ -46,8 +48,12 @@ def make_optimizer(model, cfg: FinetuneConfig, total_steps: int):
 
 
 def make_batch(packs: Sequence[Pack], pad_id: int, packed: bool, device) -> dict[str, Any]:
-    """One row of packs end to end (padding-free attention), or padded rows with a mask."""
-    batch = collate_flat(packs) if packed else collate(packs, pad_id)
+    """One row of packs end to end (padding-free attention), or padded rows with a mask; or
+    one row of preference items' sequences (prefdata.PrefItem), with their reference."""
+    if packs and isinstance(packs[0], PrefItem):
+        batch = collate_items(packs, with_reference=packs[0].reference is not None)
+    else:
+        batch = collate_flat(packs) if packed else collate(packs, pad_id)
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
             for k, v in batch.items()}
 
@@ -55,22 +61,34 @@ def make_batch(packs: Sequence[Pack], pad_id: int, packed: bool, device) -> dict
 @torch.no_grad()
 def evaluate_loss(loss_model, packs: Sequence[Pack], batch_size: int, pad_id: int,
                   accelerator, packed: bool = True) -> tuple[float, int]:
-    """Mean story loss over `packs` (shared out across processes) and its token count."""
+    """Mean story loss over `packs` (shared out across processes) and its token count; for
+    preference items the mean objective over items and their count, the summed reward
+    statistics left in the loss model's `last_eval` (read by the run's eval_extras)."""
     was_training = loss_model.training
     loss_model.eval()
     rank, world = accelerator.process_index, accelerator.num_processes
     mine = list(packs[rank::world])
     total = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     count = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+    stats = None
     for start in range(0, len(mine), batch_size):
         batch = make_batch(mine[start:start + batch_size], pad_id, packed, accelerator.device)
         with accelerator.autocast():
-            loss_sum, n = loss_model(**batch)
+            loss_sum, n, *extra = loss_model(**batch)
         total += loss_sum.double()
         count += n.double()
+        if extra:
+            stats = extra[0].double() if stats is None else stats + extra[0].double()
     if world > 1:
         total = accelerator.reduce(total, "sum")
         count = accelerator.reduce(count, "sum")
+    if packs and isinstance(packs[0], PrefItem):
+        if stats is None:  # this process had no item; still take part in the reduction
+            from storyteller.finetune.preference import STATS
+            stats = torch.zeros(len(STATS), dtype=torch.float64, device=accelerator.device)
+        if world > 1:
+            stats = accelerator.reduce(stats, "sum")
+        accelerator.unwrap_model(loss_model).last_eval = stats.cpu()
     loss_model.train(was_training)
     tokens = int(count.item())
     return (total.item() / tokens if tokens else float("nan")), tokens
@@ -97,6 +115,11 @@ class Loop:
     updating: bool = False  # between an optimizer step and its record in `state`
     # The story the model writes at each evaluation (samples.py), on the main process; None: none.
     sampler: Callable[[int], dict[str, Any]] | None = None
+    # The probe (probe.py) on the main process: step → (scores, stories); None: no probe there.
+    probe: Callable[[int], tuple[dict[str, Any], list[dict[str, Any]]]] | None = None
+    # More of an evaluation's record, merged in after the validation loss (preference runs:
+    # validation reward accuracy and margin); None: nothing more.
+    eval_extras: Callable[[], dict[str, Any]] | None = None
 
     @property
     def main(self) -> bool:
@@ -121,6 +144,7 @@ class Loop:
         # or process they fall in; DDP averages gradients over processes, hence `* world`.
         batches, step_tokens = plan.step_packs(step, accelerator.process_index)
         loss_total = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+        stats = None  # preference objectives: summed reward statistics (preference.STATS)
         tokens = 0
         for index, packs in enumerate(batches):
             tokens += sum(len(p) for p in packs)
@@ -128,9 +152,11 @@ class Loop:
             last = index == len(batches) - 1
             sync = nullcontext() if last or world == 1 else accelerator.no_sync(self.loss_model)
             with sync, accelerator.autocast():
-                loss_sum, _ = self.loss_model(**batch)
+                loss_sum, _, *extra = self.loss_model(**batch)
                 accelerator.backward(loss_sum * (world / max(step_tokens, 1)))
             loss_total += loss_sum.detach().double()
+            if extra:
+                stats = extra[0].double() if stats is None else stats + extra[0].double()
         clip = self.cfg.train.max_grad_norm
         grad_norm = accelerator.clip_grad_norm_(self.trainable(), clip if clip > 0 else math.inf)
         # From here until run() records the step, weights and state disagree: an interrupt
@@ -143,22 +169,56 @@ class Loop:
             loss_total = accelerator.reduce(loss_total, "sum")
             tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device),
                                             "sum").item())
-        return {"loss": loss_total.item() / max(step_tokens, 1),
-                "grad_norm": float(grad_norm), "tokens": tokens, "supervised": step_tokens}
+            if stats is not None:
+                stats = accelerator.reduce(stats, "sum")
+        result = {"loss": loss_total.item() / max(step_tokens, 1),
+                  "grad_norm": float(grad_norm), "tokens": tokens, "supervised": step_tokens}
+        if stats is not None:
+            from storyteller.finetune.preference import metrics
+
+            result["extra"] = metrics(stats.cpu())
+        return result
+
+    def run_probe(self) -> dict[str, Any]:
+        """The probe's scores (its stories go to probe.jsonl), the same on every process: it
+        runs on the main one and its scores are sent to the others, which choose the best
+        checkpoint from them too."""
+        if not self.cfg.eval.probing:
+            return {}
+        scores: dict[str, Any] = {}
+        if self.probe is not None:
+            scores, stories = self.probe(self.state.step)
+            if self.log is not None:
+                self.log.probe(stories)
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            scores = broadcast_object_list([scores], from_process=0)[0]
+        return scores
 
     def evaluate(self) -> dict[str, Any]:
         loss, tokens = evaluate_loss(self.loss_model, self.val_packs, self.cfg.eval.batch_size,
                                      self.pad_id, self.accelerator, self.packed)
+        extras = self.eval_extras() if self.eval_extras is not None else {}
+        scores = self.run_probe()
         state, e = self.state, self.cfg.eval
-        improved = state.best_loss is None or loss < state.best_loss - e.min_delta
+        entry = {"step": state.step, "val_loss": loss, "val_ppl": math.exp(min(loss, 50)),
+                 **scores}
+        # Ranked against the evaluations before this one only (selection.py).
+        new = rank(e.select, entry, state.history, e.select_margin)
+        best = [-state.best_loss] if e.select == "loss" and state.best_loss is not None \
+            else state.best_rank
+        improved = improves(e.select, new, best, e.min_delta)
         if improved:
             state.best_loss, state.best_step, state.evals_without_gain = loss, state.step, 0
+            if e.select != "loss":
+                state.best_rank, state.best_probe = list(new), dict(scores)
         else:
             state.evals_without_gain += 1
         record = {"kind": "eval", "step": state.step, "epoch": round(self.plan.epoch_of(state.step), 4),
-                  "val_loss": loss, "val_ppl": math.exp(min(loss, 50)), "val_tokens": tokens,
-                  "best": improved}
-        state.history.append({k: record[k] for k in ("step", "val_loss", "val_ppl")})
+                  "val_loss": loss, "val_ppl": entry["val_ppl"], "val_tokens": tokens, **extras,
+                  **scores, "best": improved}
+        state.history.append(entry)
         if e.patience and state.evals_without_gain >= e.patience:
             state.stopped_early = True
         return record
@@ -220,7 +280,8 @@ class Loop:
             record = {"kind": "train", "step": state.step,
                       "epoch": round(plan.epoch_of(state.step), 4), "loss": result["loss"],
                       "lr": self.scheduler.get_last_lr()[0], "grad_norm": result["grad_norm"],
-                      "tokens": state.tokens, "supervised": state.supervised}
+                      "tokens": state.tokens, "supervised": state.supervised,
+                      **result.get("extra", {})}
             due = lambda every: every and (state.step % every == 0 or state.step == total)
             if due(cfg.log.every_steps) or state.step == total:
                 elapsed = time.perf_counter() - window_start

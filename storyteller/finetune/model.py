@@ -147,6 +147,73 @@ class StoryLoss(torch.nn.Module):
         return total, keep.sum()
 
 
+def sequence_logps(model, input_ids, position_ids, labels, segments, cu_seq_lens_q,
+                   chunk: int = 2048):
+    """Summed log-probability of the supervised tokens of each sequence of a row laid end to
+    end (prefdata.collate_items), and each sequence's count of them: two float tensors of
+    length `segments.max() + 1`. Like StoryLoss, the output layer runs only where a story
+    token is predicted. A sequence's first token is never supervised (its prompt comes first),
+    so no prediction crosses from one sequence into the next."""
+    lm = causal_lm(model)
+    hidden = lm.model(input_ids=input_ids, position_ids=position_ids, use_cache=False,
+                      cu_seq_lens_q=cu_seq_lens_q).last_hidden_state
+    targets = labels[0, 1:]
+    keep = targets != IGNORE
+    hidden = hidden[0, :-1][keep]
+    targets = targets[keep]
+    owner = segments[1:][keep]
+    count = int(segments.max().item()) + 1
+    pieces = []
+    for start in range(0, targets.numel(), chunk):
+        logits = lm.lm_head(hidden[start:start + chunk]).float()
+        pieces.append(-torch.nn.functional.cross_entropy(
+            logits, targets[start:start + chunk], reduction="none"))
+    token_logps = torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
+    sums = token_logps.new_zeros(count).index_add(0, owner, token_logps)
+    tokens = token_logps.new_zeros(count).index_add(0, owner, torch.ones_like(token_logps))
+    return sums, tokens
+
+
+class PreferenceLoss(torch.nn.Module):
+    """The model with a forward that returns a preference objective summed over the items of a
+    batch, their count and the batch's reward statistics (preference.STATS): the same
+    (sum, count) StoryLoss returns, so the loop normalises per step over items as it does over
+    tokens, and distributed wrappers see the real forward."""
+
+    def __init__(self, model, objective: str, settings):
+        super().__init__()
+        self.model = model
+        self.objective = objective
+        self.settings = settings
+        self.last_eval = None  # the statistics of the latest evaluate_loss pass (loop.py)
+
+    def forward(self, input_ids, position_ids, labels, segments, cu_seq_lens_q, item_labels,
+                reference=None):
+        from storyteller.finetune import preference as pref
+
+        sums, tokens = sequence_logps(self.model, input_ids, position_ids, labels, segments,
+                                      cu_seq_lens_q)
+        logps, counts = sums.view(-1, 2), tokens.view(-1, 2)
+        p = self.settings
+        if reference is not None:
+            reference = reference.to(logps.device, logps.dtype)
+        if self.objective == "dpo":
+            out = pref.dpo_loss(logps[:, 0], logps[:, 1], reference[:, 0], reference[:, 1],
+                                p.beta, p.label_smoothing, counts[:, 0], p.sft_weight)
+        elif self.objective == "kto":
+            out = pref.kto_loss(logps[:, 0], reference[:, 0], item_labels.to(logps.device),
+                                logps[:, 1], reference[:, 1], p.beta, p.desirable_weight,
+                                p.undesirable_weight)
+        elif self.objective == "orpo":
+            out = pref.orpo_loss(logps[:, 0], logps[:, 1], counts[:, 0], counts[:, 1],
+                                 p.orpo_lambda)
+        else:
+            out = pref.simpo_loss(logps[:, 0], logps[:, 1], counts[:, 0], counts[:, 1], p.beta,
+                                  p.simpo_gamma, p.label_smoothing, p.sft_weight)
+        n = torch.tensor(logps.shape[0], device=logps.device)
+        return out.loss.sum(), n, out.stats.to(logps.device)
+
+
 def trainable_state(model) -> dict[str, torch.Tensor]:
     """The trainable weights by name: what a checkpoint must hold to restore the model."""
     return {name: p.detach().cpu().clone() for name, p in model.named_parameters()

@@ -25,7 +25,7 @@ from storyteller.curated import read_pairs  # noqa: F401  (bench and tests impor
 from storyteller.errors import ConfigError, InputError, Problem
 from storyteller.files import write_atomic
 from storyteller.models import load_tokenizer, resolve_model
-from storyteller.finetune import card, checkpoint as ckpt
+from storyteller.finetune import card, checkpoint as ckpt, prefrun
 from storyteller.finetune.config import FinetuneConfig
 from storyteller.finetune.data import Example, Rejection, pack_longest_first, tokenize_pairs
 from storyteller.finetune.progress import progress_bar
@@ -67,6 +67,8 @@ def fingerprint(cfg: FinetuneConfig, data_hash: str, world: int) -> dict[str, An
             "lora.dora": cfg.lora.dora if cfg.adapter else None,
             "train.batch_size": cfg.train.batch_size, "train.grad_accum": cfg.train.grad_accum,
             "processes": world,
+            # The best checkpoint is chosen by it; loss, the default, keeps the old fingerprint.
+            **({"eval.select": cfg.eval.select} if cfg.eval.select != "loss" else {}),
             # Only when streaming, so that runs which hold their split whole keep the
             # fingerprint they always had (and stay resumable across this change).
             **({"data.streaming": True, "data.stream_buffer": cfg.data.stream_buffer}
@@ -192,15 +194,20 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
-    from storyteller.finetune.logs import MetricsLog, plot_metrics, read_metrics
+    from storyteller.finetune.logs import MetricsLog, plot_metrics, plot_probe, read_metrics
     from storyteller.finetune.loop import Loop, evaluate_loss, make_optimizer
-    from storyteller.finetune.model import (StoryLoss, add_neftune, apply_method, choose_precision,
-                                         count_parameters, load_base, load_trainable_state)
+    from storyteller.finetune.model import (StoryLoss, add_neftune, choose_precision,
+                                         count_parameters, load_trainable_state)
     from storyteller.finetune.plan import Plan
+    from storyteller.finetune.probe import make_probe
+    from storyteller.finetune.selection import selection_summary
 
     data_dir, run_dir = Path(cfg.data.dir), run_dir_for(cfg)
-    survey = seen = None
-    if cfg.data.streaming:
+    cfg, start = prefrun.start_from(cfg)  # --from RUN: its base model and adapter
+    survey = seen = provenance = None
+    if cfg.preference_run:
+        splits, data_hash, provenance = prefrun.read_data(cfg)
+    elif cfg.data.streaming:
         # The training split is read as training goes (stream.py); validation and test are small.
         data_hash = manifest_hash(data_dir)
         splits = {"val": read_split(data_dir, "val"), "test": read_split(data_dir, "test")}
@@ -226,16 +233,20 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
                               cpu=device.type == "cpu")
     world, main = accelerator.num_processes, accelerator.is_main_process
 
-    examples, rejected = tokenize_splits(splits, cfg, tokenizer)
+    examples, rejected = (prefrun.tokenize_splits if cfg.preference_run else tokenize_splits)(
+        splits, cfg, tokenizer)
+    # A preference item (two whole sequences) is its own "pack".
+    make = (lambda items, cfg: list(items)) if cfg.preference_run else make_packs
     if survey is not None:
         packs, plan = None, stream_plan(data_dir, cfg, tokenizer, world, main)
     else:
-        packs = make_packs(examples["train"], cfg)
+        packs = make(examples["train"], cfg)
         plan = Plan(tuple(packs), cfg.train.batch_size, cfg.train.grad_accum, world, cfg.seed,
                     cfg.train.epochs, cfg.train.max_steps)
-    val_packs = make_packs(examples["val"], cfg) if cfg.eval.every_steps or cfg.eval.patience else []
-    test_packs = make_packs(examples["test"], cfg) if cfg.eval.test_at_end else []
-    current = fingerprint(cfg, data_hash, world)
+    val_packs = make(examples["val"], cfg) if cfg.eval.every_steps or cfg.eval.patience else []
+    test_packs = make_packs(examples["test"], cfg) if cfg.eval.test_at_end and \
+        not cfg.preference_run else []
+    current = {**fingerprint(cfg, data_hash, world), **prefrun.fingerprint_extra(cfg, start)}
     latest = check_run_dir(run_dir, resume, current)
     if latest is not None and (run_dir / "final" / ckpt.COMPLETE).exists():
         summary = json.loads((run_dir / "summary.json").read_text())
@@ -260,6 +271,7 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
                            "buffer": cfg.data.stream_buffer}} if survey is not None else {}),
             "rejected_pairs": [{"split": s, "id": r.id, "reason": r.reason} for s, r in rejected],
             "resumed_from": str(latest.path) if latest else None,
+            "objective": cfg.objective, "from": start,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     if main:
         for split, rejection in rejected[:5]:
@@ -270,11 +282,13 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
                                   f"(all listed in {run_dir / 'run.json'})")
 
     set_seed(cfg.seed)
-    model = apply_method(load_base(cfg, base_path, precision, accelerator.device), cfg)
+    model = prefrun.build_model(cfg, base_path, precision, accelerator.device, start)
     if cfg.train.neftune_alpha:
         add_neftune(model, cfg.train.neftune_alpha)
     trainable, total = count_parameters(model)
-    loss_model = StoryLoss(model)
+    loss_model = prefrun.loss_model(model, cfg) if cfg.preference_run else StoryLoss(model)
+    reference = prefrun.reference(cfg, run_dir, model, examples, accelerator, data_hash, start,
+                                  precision.name, resume, main)
     optimizer, scheduler = make_optimizer(loss_model, cfg, plan.total_steps)
     loss_model, optimizer = accelerator.prepare(loss_model, optimizer)
 
@@ -283,7 +297,11 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
         if main else None
     loop = Loop(cfg, accelerator, model, loss_model, optimizer, scheduler, plan, val_packs,
                 tokenizer.pad_token_id, run_dir, current, state, log,
-                sampler=make_sampler(cfg, accelerator, model, loss_model, tokenizer, val_packs))
+                sampler=make_sampler(cfg, accelerator, model, loss_model, tokenizer, val_packs),
+                probe=make_probe(cfg, accelerator, model, loss_model, tokenizer,
+                                 splits.get("val", []) if val_packs else []),
+                eval_extras=prefrun.eval_extras(loss_model, accelerator)
+                if cfg.preference_run else None)
     if latest is not None:
         loop.restore(latest)
     elif test_packs:
@@ -334,7 +352,13 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
         "test_ppl_base": math.exp(base_test) if base_test is not None else None,
         "test_ppl_tuned": math.exp(tuned_test) if tuned_test is not None else None,
         "trainable_parameters": trainable, "parameters": total,
+        **selection_summary(cfg.eval.select, cfg.checkpoint.final_from_best, state.best_step,
+                            final_step, state.history),
     }
+    if cfg.preference_run:
+        summary.update(prefrun.summary_extra(read_metrics(run_dir / "metrics.jsonl"), reference),
+                       **(prefrun.test_results(loss_model, examples["test"], cfg, accelerator)
+                          if cfg.eval.test_at_end else {}))
     final = run_dir / "final"
     if main:
         if survey is None:
@@ -344,11 +368,13 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
             cfg, base_path, seen,
             {"dir": str(data_dir), "manifest_sha256": data_hash, "train_pairs": train_pairs},
             summary)
+        meta.update(prefrun.metadata_extra(cfg, start, provenance))
         write_final(final, accelerator.unwrap_model(loss_model).model, tokenizer, meta,
                     card.model_card(cfg, meta))
         write_json_atomic(run_dir / "summary.json", summary)
         if cfg.log.plots:
             plot_metrics(read_metrics(run_dir / "metrics.jsonl"), run_dir / "plots")
+            plot_probe(read_metrics(run_dir / "metrics.jsonl"), run_dir / "plots", final_step)
         describe_end(summary, run_dir)
     accelerator.wait_for_everyone()
     return FinetuneResult(run_dir, final, summary)
@@ -399,5 +425,10 @@ def describe_end(summary: dict[str, Any], run_dir: Path) -> None:
     if summary["test_loss_tuned"] is not None:
         base, tuned = summary["test_loss_base"], summary["test_loss_tuned"]
         rows.append(("test story loss", f"{base:.4f} base → {tuned:.4f} tuned ({tuned - base:+.4f})"))
+    if summary.get("final_probe"):
+        rows.append(("final/ writes", f"step {summary['final_from_step']} "
+                     f"({summary['selected_by']}): house style "
+                     f"{summary['final_probe'].get('style_adherence')}, ended "
+                     f"{summary['final_probe'].get('stop_rate')}"))
     rows.append(("final model", f"{run_dir / 'final'}"))
     console.console.print(console.table(f"finetune: {run_dir}", ["", "value"], rows))
