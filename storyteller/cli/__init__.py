@@ -16,6 +16,7 @@ import typer
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("curate", "curate", "curate"),
     ("finetune", "finetune", "finetune"),
+    ("pairs", "pairs", "pairs"),
     ("evaluate", "evaluate", "evaluate"),
     ("ratings", "ratings", "ratings_commands"),
     ("merge", "merge", "merge"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from storyteller.evaluate import metrics as m
@@ -12,6 +13,7 @@ from storyteller.evaluate.markers import MarkerScore
 from storyteller.finetune.heldout import StoryNll, pooled_perplexity
 from storyteller.stats import (Interval, bootstrap_diff, bootstrap_mean,
                                         bootstrap_paired_statistic, bootstrap_statistic, jackknife)
+from storyteller.judge import hollow_reasons
 from storyteller.styles import HOUSE_STYLES
 
 Record = dict[str, Any]
@@ -38,6 +40,28 @@ def _stopped(record: Record) -> bool:
     return record["finish_reason"] == "stop"
 
 
+def hollow_of(record: Record) -> list[str] | None:
+    """Why the story satisfies a style emptily (storyteller.judge), [] when it does not; None
+    where the text is not a whole story (a continuation window), as for the style check."""
+    from storyteller.evaluate.adherence import style_text
+
+    text = style_text(record)
+    if text is None:
+        return None
+    return list(_hollow_cached(text, str(record["controls"].get("style") or "").strip().lower()))
+
+
+@lru_cache(maxsize=8192)
+def _hollow_cached(text: str, style: str) -> tuple[str, ...]:
+    # Each story is asked several times (overall, per style, paired, by kind): judge it once.
+    return tuple(hollow_reasons(text, style))
+
+
+def _hollow(record: Record) -> bool | None:
+    reasons = hollow_of(record)
+    return None if reasons is None else bool(reasons)
+
+
 def _distinct(n: int) -> Callable[[Sequence[Record]], float]:
     def statistic(records: Sequence[Record]) -> float:
         value = m.distinct_n((r["text"] for r in records), n)
@@ -60,6 +84,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("genre_probability", "requested-genre probability", "adherence", "higher"),
     Metric("style_pass", "house style followed", "adherence", "higher", "share"),
     Metric("style_match", "other style adherence (tagger)", "adherence", "higher", "share"),
+    Metric("hollow", "hollow stories (a check passed emptily)", "adherence", "lower", "share",
+           value=_hollow),
     Metric("memorised_8gram_share", "8-grams found in training", "memorisation", "lower"),
     Metric("longest_copied_span", "longest copied span (words)", "memorisation", "lower"),
     Metric("rouge_l", "ROUGE-L vs reference (weak)", "reference", None, weak=True),
@@ -144,6 +170,17 @@ def house_styles(records: Sequence[Record], seed: int, resamples: int) -> dict[s
     return result
 
 
+def hollow_styles(records: Sequence[Record], seed: int, resamples: int) -> dict[str, Interval]:
+    """The share of hollow stories (storyteller.judge) per requested house style."""
+    result = {}
+    for style in HOUSE_STYLES:
+        values = [_hollow(r) for r in records if r["controls"].get("style") == style]
+        values = [float(v) for v in values if v is not None]
+        if values:
+            result[style] = bootstrap_mean(values, seed, resamples)
+    return result
+
+
 def marker_row(markers: dict[str, list[MarkerScore]], primary: str, baseline: str | None,
                seed: int, resamples: int) -> dict[str, Any]:
     """Mean per-token log-probability of the house-style markers, per model and paired."""
@@ -200,8 +237,20 @@ def summarise(records: Sequence[Record], perplexity: dict[str, list[StoryNll]],
                 [value_of(METRICS_BY_NAME["style_pass"], a[i]) for i in pick],
                 [value_of(METRICS_BY_NAME["style_pass"], b[i]) for i in pick],
                 seed, resamples).to_json()
-    return {"metrics": table, "house_styles": styles, "by_kind": by_kind(records, primary,
-                                                                          baseline, seed, resamples),
+    hollow: dict[str, Any] = {}
+    for name, rs in models.items():
+        for style, interval in hollow_styles(rs, seed, resamples).items():
+            hollow.setdefault(style, {})[name] = interval.to_json()
+    if baseline and primary in models and baseline in models:
+        a, b = paired(models[primary], models[baseline])
+        for style in hollow:
+            pick = [i for i, r in enumerate(a) if r["controls"].get("style") == style
+                    and _hollow(r) is not None and _hollow(b[i]) is not None]
+            hollow[style]["difference"] = bootstrap_diff(
+                [float(_hollow(a[i])) for i in pick], [float(_hollow(b[i])) for i in pick],
+                seed, resamples).to_json()
+    return {"metrics": table, "house_styles": styles, "hollow_styles": hollow,
+            "by_kind": by_kind(records, primary, baseline, seed, resamples),
             "findings": findings(table, primary, baseline)}
 
 

@@ -101,6 +101,30 @@ def house_rows(summary: dict[str, Any], models: Sequence[str]) -> list[list[str]
     return rows
 
 
+def hollow_rows(summary: dict[str, Any], models: Sequence[str]) -> list[list[str]]:
+    """Hollow stories (storyteller.judge): all stories, then per requested house style."""
+    rows = []
+    overall = summary["metrics"].get("hollow")
+    if overall:
+        row = ["all stories"] + [fmt(overall["values"].get(model), 2) for model in models]
+        if len(models) > 1:
+            row.append(fmt_diff(overall.get("difference"), "lower", 2))
+        rows.append(row)
+    for style, cells in (summary.get("hollow_styles") or {}).items():
+        row = [style] + [fmt(cells.get(model), 2) for model in models]
+        if len(models) > 1:
+            row.append(fmt_diff(cells.get("difference"), "lower", 2))
+        rows.append(row)
+    return rows
+
+
+HOLLOW_TEXT = ("The share of stories that satisfy a check emptily (`storyteller/judge.py`): a "
+               "`Moral:` line after a few words of story, a refrain that is most of the story, "
+               "log entries of a few words, noir that is nearly all dialogue, a line said six "
+               "times or more. Lower is better; a model tuned on self-judged pairs should not "
+               "raise it.")
+
+
 def samples(records: Sequence[dict[str, Any]], per_genre: int) -> list[dict[str, Any]]:
     """Per genre, the first prompts (by id) with every model's story side by side."""
     by_prompt: dict[str, dict[str, dict[str, Any]]] = {}
@@ -124,6 +148,11 @@ def verdict(record: dict[str, Any]) -> str:
     if metrics.get("house_style"):
         parts.append(f"{metrics['house_style']}: " + ("followed" if metrics.get("style_pass")
                                                       else f"not followed ({metrics.get('style_reason')})"))
+    from storyteller.evaluate.aggregate import hollow_of
+
+    hollow = hollow_of(record) if "controls" in record else None
+    if hollow:
+        parts.append("hollow: " + ", ".join(hollow))
     if metrics.get("genre_predicted"):
         parts.append(f"reads as {metrics['genre_predicted']}")
     return "; ".join(parts)
@@ -219,6 +248,9 @@ def markdown(summary: dict[str, Any], records: Sequence[dict[str, Any]], picture
     lines += _table(["house style"] + header[1:], house_rows(summary, models))
     if "house_styles.png" in pictures:
         lines += ["", "![house styles](plots/house_styles.png)"]
+    if hollow_rows(summary, models):
+        lines += ["", "## Hollow stories", "", HOLLOW_TEXT, ""]
+        lines += _table(["stories"] + header[1:], hollow_rows(summary, models))
     for title, rows in metric_rows(summary, models):
         lines += ["", f"## {title}", ""] + _table(header, rows)
     if summary.get("by_kind"):
@@ -281,6 +313,9 @@ def html_report(summary: dict[str, Any], records: Sequence[dict[str, Any]], plot
                                                          for f in summary["findings"]) + "</ul>")
     parts.append("<h2>House styles</h2>" + _html_table(["house style"] + header[1:],
                                                         house_rows(summary, models)))
+    if hollow_rows(summary, models):
+        parts.append(f"<h2>Hollow stories</h2><p>{html.escape(HOLLOW_TEXT)}</p>"
+                     + _html_table(["stories"] + header[1:], hollow_rows(summary, models)))
     for title, rows in metric_rows(summary, models):
         parts.append(f"<h2>{html.escape(title)}</h2>" + _html_table(header, rows))
     if summary.get("by_kind"):
@@ -312,7 +347,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     if console.quiet():
         return
     models = list(summary["models"])
-    keys = ["perplexity", "style_pass", "style_markers", "genre_match", "relevance", "stop_rate", "distinct_2",
+    keys = ["perplexity", "style_pass", "hollow", "style_markers", "genre_match", "relevance", "stop_rate", "distinct_2",
             "seq_rep_4", "memorised_8gram_share", "direction_followed", "notes_names_kept",
             "invented_names"]
     rows = []
