@@ -17,6 +17,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("curate", "curate", "curate"),
     ("finetune", "finetune", "finetune"),
     ("pairs", "pairs", "pairs"),
+    ("improve", "improve", "improve"),
     ("evaluate", "evaluate", "evaluate"),
     ("ratings", "ratings", "ratings_commands"),
     ("merge", "merge", "merge"),
