@@ -36,6 +36,10 @@ def pairs(
                                                   "focused, wild, greedy.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a run in --out, reusing "
                                          "its saved stories.")] = False,
+    no_reference: Annotated[bool, typer.Option("--no-reference", help="Only the model's "
+                                               "stories are candidates (by default the "
+                                               "prompt's own curated story is one too, judged "
+                                               "the same way).")] = False,
     config: Annotated[Optional[Path], config_option("my-pairs.yaml")] = None,
     sets: Annotated[Optional[list[str]], set_option("generation.max_tokens=512")] = None,
 ) -> None:
@@ -45,7 +49,9 @@ def pairs(
     spread over the styles, and a share without), the model writes k stories with fixed seeds;
     storyteller/judge.py scores each (house style, stopped by itself, length, repetition, and
     hollow stories that pass a check emptily score lowest); the best and the worst story of a
-    prompt become a pair when their scores differ by at least --min-margin.
+    prompt become a pair when their scores differ by at least --min-margin. The prompt's own
+    story from the curated data is a candidate too (judged the same way): where the model never
+    keeps a style, it is the one that does. --no-reference leaves it out.
 
     Writes OUT/ as a curated preference directory (train/val/test.jsonl, rejects.jsonl,
     manifest.json, report.md) for storyteller finetune's preference objectives, and
@@ -68,6 +74,7 @@ def pairs(
         "model": ("--model", model), "data": ("--data", data), "out": ("--out", out),
         "prompts": ("--prompts", prompts), "min_margin": ("--min-margin", min_margin),
         "resume": ("--resume", True if resume else None),
+        "with_reference": ("--no-reference", False if no_reference else None),
         "generation.samples": ("--samples", samples),
         "generation.endpoint": ("--endpoint", endpoint),
         "generation.engine": ("--endpoint", "endpoint" if endpoint else None),

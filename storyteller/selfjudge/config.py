@@ -40,6 +40,12 @@ class PairsConfig:
     min_margin: float = 0.1
     # Pairs per prompt: 1 is best vs worst; more adds best vs each other clearly worse story.
     pairs_per_prompt: int = 1
+    # The prompt's own story from the curated data joins the candidates, judged like the
+    # model's. Where the model never keeps a style (the quickstart kept no refrain in 18 tries),
+    # no sample passes and every refrain prompt ties; the writer's story, which passes by
+    # construction, then becomes the chosen one against the model's worst. false: only the
+    # model's stories. --no-reference.
+    with_reference: bool = True
     # Sampling and engine, as `storyteller evaluate` has them; `samples` is stories per prompt.
     generation: PairsGenerationConfig = field(default_factory=PairsGenerationConfig)
 

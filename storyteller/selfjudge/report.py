@@ -51,7 +51,11 @@ def markdown(summary: Mapping[str, Any], samples: Sequence[Mapping[str, Any]],
              f"pairs: {summary['pairs']['train']} train, {summary['pairs']['val']} val.",
              "- Scores come from `storyteller/judge.py`: the house style counts most, then "
              "stopping by itself, a length of 60–900 words and no loops; a hollow story (a check "
-             "passed emptily) scores below every story that is not.", "",
+             "passed emptily) scores below every story that is not.",
+             (f"- The prompt's own curated story was a candidate too, judged the same way: "
+              f"chosen in {summary.get('reference_chosen', 0)} of the pairs (the rest chose a "
+              f"story of the model's)." if summary.get("with_reference") else
+              "- Only the model's stories were candidates."), "",
              "## By requested style", "",
              "| style | samples | style passed | hollow | prompts | pairs | no pair: tied "
              "| no pair: best hollow |", "|---|---|---|---|---|---|---|---|"]

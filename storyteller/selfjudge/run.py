@@ -186,6 +186,20 @@ def generate(cfg: PairsConfig, prompts: dict[str, list[tuple[dict, dict]]], sour
     return records, timing
 
 
+REFERENCE = -1  # the sample number of the curated story itself among the candidates
+
+
+def reference_story(pair: dict[str, Any]) -> p.Judged | None:
+    """The prompt's own story from the curated data as a candidate, judged as the samples are
+    (it ended by itself: the writer finished it)."""
+    text = pair["messages"][-1].get("content", "") if pair.get("messages") else ""
+    if not text.strip():
+        return None
+    record = {"opening": p.opening_of(pair), "text": text}
+    verdict = judge_story(judged_text(record), pair.get("controls") or {}, "stop")
+    return p.Judged(REFERENCE, text, verdict.score, bool(verdict.hollow))
+
+
 def build(cfg: PairsConfig, prompts: dict[str, list[tuple[dict, dict]]],
           records: list[dict[str, Any]]):
     """(preference records per split, rejects, per-prompt outcomes) from judged stories."""
@@ -199,12 +213,19 @@ def build(cfg: PairsConfig, prompts: dict[str, list[tuple[dict, dict]]],
             stories = sorted(by_prompt.get((split, pair["id"]), []), key=lambda r: r["sample"])
             judged = [p.Judged(r["sample"], r["text"], r["judgement"]["score"],
                                bool(r["judgement"]["hollow"])) for r in stories]
+            reference = reference_story(pair) if cfg.with_reference else None
+            if reference is not None:
+                judged.insert(0, reference)
             choice = p.choose_pairs(judged, cfg.min_margin, cfg.pairs_per_prompt)
             for index, (chosen, rejected) in enumerate(choice.pairs):
-                splits[split].append(p.preference_record(pair, chosen, rejected, index, src))
+                record = p.preference_record(pair, chosen, rejected, index, src)
+                record["chosen_from"] = "reference" if chosen.sample == REFERENCE else "model"
+                splits[split].append(record)
             outcomes.append({"prompt_id": pair["id"], "split": split,
                              "style": p.house_style(pair), "pairs": len(choice.pairs),
-                             "reason": choice.reason, "scores": [j.score for j in judged]})
+                             "reason": choice.reason, "scores": [j.score for j in judged],
+                             "reference_chosen": sum(c.sample == REFERENCE
+                                                     for c, _ in choice.pairs)})
             if choice.reason:
                 detail = (f"all {len(judged)} samples within {cfg.min_margin} of each other"
                           if choice.reason == "tied" else
@@ -235,6 +256,8 @@ def write_outputs(cfg: PairsConfig, out: Path, data_hash: str, splits, rejects, 
                "samples_per_prompt": cfg.generation.samples, "preset": cfg.generation.preset,
                "max_tokens": cfg.generation.max_tokens, "seed": cfg.seed, "engine": engine,
                "min_margin": cfg.min_margin, "pairs_per_prompt": cfg.pairs_per_prompt,
+               "with_reference": cfg.with_reference,
+               "reference_chosen": sum(o.get("reference_chosen", 0) for o in outcomes),
                "prompts": {s: len(prompts[s]) for s in SPLITS},
                "pairs": {s: len(splits[s]) for s in SPLITS}}
     outputs["report.md"] = write_atomic(out / "report.md",

@@ -139,3 +139,34 @@ def test_config_rejects_values_that_cannot_make_pairs(key, value, message):
     with pytest.raises(ConfigError, match=f"--set {key}: .*{message}".replace("[", r"\[")
                        .replace(")", r"\)")):
         load_config(PairsConfig, None, [f"{key}={value}"])
+
+
+def test_the_curated_story_is_a_candidate_and_wins_where_no_sample_keeps_the_style():
+    from storyteller.judge import judge_story
+    from storyteller.selfjudge.config import PairsConfig
+    from storyteller.selfjudge.run import REFERENCE, build, reference_story
+    from tests.integration.finetune_data import starter_stories
+
+    story = next(s for s in starter_stories() if s.get("style") == "refrain")
+    pair = {"id": "tale-premise", "kind": "premise", "controls": {"style": "refrain"},
+            "messages": [{"role": "user", "content": "Write a bedtime tale."},
+                         {"role": "assistant", "content": story["text"]}]}
+    reference = reference_story(pair)
+    assert reference.sample == REFERENCE and reference.score == 1.0 and not reference.hollow
+    # four samples that all fail the refrain alike: without the reference they tie
+    failing = "The fox walked home through the wet grass and slept until the morning came. " * 8
+
+    def sample(n):
+        verdict = judge_story(failing, pair["controls"], "stop")
+        return {"split": "train", "prompt_id": pair["id"], "sample": n, "text": failing,
+                "judgement": verdict.to_json()}
+
+    records = [sample(n) for n in range(4)]
+    prompts = {"train": [({"file": "train.jsonl", "line": 1}, pair)], "val": []}
+    alone, _, outcomes = build(PairsConfig(with_reference=False), prompts, records)
+    assert alone["train"] == [] and outcomes[0]["reason"] == "tied"
+    splits, rejects, outcomes = build(PairsConfig(), prompts, records)
+    [record] = splits["train"]
+    assert record["chosen"][0]["content"] == story["text"] and record["chosen_from"] == "reference"
+    assert record["rejected"][0]["content"] == failing and rejects == []
+    assert outcomes[0]["reference_chosen"] == 1
