@@ -85,14 +85,36 @@ def generation_config(tokenizer, base: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def stories_trained_on(run_dir: Path, depth: int = 0) -> Path | None:
+    """The curated stories behind a run: its own data directory, or, for a preference run
+    (whose data are pairs of answers, not stories to verify on), those of the run it continued
+    (--from), as far back as the chain goes."""
+    if not (run_dir / "run.json").exists():
+        return None
+    recorded = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    data = Path(recorded.get("data", {}).get("dir", ""))
+    try:
+        kind = json.loads((data / "manifest.json").read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError):
+        kind = None
+    if kind != "preference" or depth > 8:
+        return data
+    try:
+        meta = json.loads((run_dir / "final" / "storyteller.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return data
+    started = (meta.get("from") or {}).get("path")
+    return stories_trained_on(Path(started), depth + 1) if started else data
+
+
 def heldout_pairs(source: ModelSource, run_dir: Path | None, data: Path | None) -> list[dict]:
     """The held-out (test split) pairs verification runs on: from `data`, else the run's own
-    curated directory as run.json records it."""
+    curated directory as run.json records it (for a preference run, that of the run it
+    continued)."""
     from storyteller.curated import read_split, split_files, split_label
 
-    if data is None and run_dir is not None and (run_dir / "run.json").exists():
-        recorded = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        data = Path(recorded.get("data", {}).get("dir", ""))
+    if data is None and run_dir is not None:
+        data = stories_trained_on(run_dir)
     if data is None or not split_files(data, "test"):  # test.jsonl or its shards
         raise InputError.at(f"model {source.ref!r}", "no held-out pairs to verify the merge on"
                             + (f" ({data}/test.jsonl is missing)" if data else ""),
