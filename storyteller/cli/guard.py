@@ -30,8 +30,10 @@ def guarded(command: F) -> F:
             return command(*args, **kwargs)
         except StorytellerError as error:
             fail(error)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise  # typer's own ways out: the command chose its exit
+        except (click.exceptions.Exit, typer.Exit, click.exceptions.Abort, click.ClickException):
+            # typer's own ways out: the command chose its exit (typer's Exit is not click's
+            # in the typer installed here, and a failed merge's exit 1 read as an internal error)
+            raise
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130)

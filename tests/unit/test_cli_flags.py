@@ -84,3 +84,19 @@ def test_every_command_in_the_table_is_registered_once():
     registered = [c.name for c in app.registered_commands] + \
         [g.name for g in app.registered_groups]
     assert sorted(registered) == sorted(names)
+
+
+def test_a_command_that_chooses_its_exit_code_keeps_it():
+    """improve exits 3 when it evaluated and handed nothing over; merge 1 on a failed check:
+    neither is an internal error."""
+    import typer
+
+    from storyteller.cli.guard import guarded
+
+    @guarded
+    def command():
+        raise typer.Exit(3)
+
+    with pytest.raises(typer.Exit) as raised:
+        command()
+    assert raised.value.exit_code == 3
