@@ -60,7 +60,8 @@ def improve(
        hollow style did not get worse beyond theirs.
 
     Everything lands in OUT/ (pairs/, run/, evaluation/, improve.json); a killed improve
-    continues where it stopped when run again. Manual: docs/finetune.md#improve.
+    continues where it stopped when run again. Exit code 3: evaluated, not handed over (the
+    reason is printed and in improve.json). Manual: docs/finetune.md (Improve).
 
     Examples:
 
