@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from storyteller.evaluate.metrics import distinct_n, seq_rep_n, words
+from storyteller.textstats import distinct_n, seq_rep_n, words
 from storyteller.styles import HOUSE_STYLES, check_style, narration
 
 # Length band in words. The starter corpus runs 167–691 words; below 60 a story has no room for

@@ -18,9 +18,10 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("curate",),
     ("finetune",),
     ("evaluate", "merge"),
-    ("ratings",),
+    ("ratings", "selfjudge"),
     ("serve",),
     ("studio",),
+    ("improve",),
     ("cli",),
 )
 FLOOR_OF = {unit: floor + 1 for floor, units in enumerate(FLOORS) for unit in units}
