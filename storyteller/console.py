@@ -112,13 +112,21 @@ def clock_time(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def rate_text(done: int, elapsed: float) -> str:
+    """`41.2/s`, or for slow items (a batch of stories on a CPU) the time each takes, `47.3 s
+    each`: a rate that rounds to 0.0/s says nothing."""
+    if done and elapsed > 0 and done / elapsed < 0.1:
+        return f"{elapsed / done:,.1f} s each"
+    return f"{done / elapsed if elapsed > 0 else 0.0:,.1f}/s"
+
+
 def progress_line(done: int, total: int | None, elapsed: float) -> str:
     """`1,234/5,000 (25%), 41.2/s, 1:31 left` — or without the total where none is known."""
     rate = done / elapsed if elapsed > 0 else 0.0
     if not total:
-        return f"{done:,} in {clock_time(elapsed)}, {rate:,.1f}/s"
+        return f"{done:,} in {clock_time(elapsed)}, {rate_text(done, elapsed)}"
     left = (total - done) / rate if rate > 0 else 0.0
-    return (f"{done:,}/{total:,} ({done / total:.0%}), {rate:,.1f}/s, "
+    return (f"{done:,}/{total:,} ({done / total:.0%}), {rate_text(done, elapsed)}, "
             f"{clock_time(left)} left")
 
 

@@ -100,3 +100,12 @@ def test_a_command_that_chooses_its_exit_code_keeps_it():
     with pytest.raises(typer.Exit) as raised:
         command()
     assert raised.value.exit_code == 3
+
+
+def test_progress_lines_give_a_rate_or_the_time_each_slow_item_takes():
+    from storyteller.console import progress_line
+
+    assert progress_line(250, 1000, 10.0) == "250/1,000 (25%), 25.0/s, 0:30 left"
+    # a batch of stories every 47 s: "0.0/s" would say nothing
+    assert progress_line(3, 22, 141.9) == "3/22 (14%), 47.3 s each, 14:59 left"
+    assert progress_line(5, None, 100.0) == "5 in 1:40, 20.0 s each"
