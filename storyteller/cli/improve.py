@@ -44,6 +44,9 @@ def improve(
                                                     "model to this running storyteller serve "
                                                     "(it switches without a restart).")] = None,
     sets: Annotated[Optional[list[str]], set_option("preference.beta=0.2")] = None,
+    eval_config: Annotated[Path, typer.Option("--eval-config", help="The evaluation's config "
+                                              "(3 stories per test prompt by default).")
+                           ] = Path("configs/evaluate/improve.yaml"),
     eval_sets: Annotated[Optional[list[str]], typer.Option(
         "--eval-set", help="KEY=VALUE for the evaluation (storyteller evaluate's config), "
                            "e.g. --eval-set generation.samples=1")] = None,
@@ -76,7 +79,8 @@ def improve(
     result = improve_run(ImproveOptions(
         run=run, data=data, out=out, objective=objective, finetune_config=config,
         finetune_sets=sets or [], samples=samples, prompts=prompts, max_tokens=max_tokens,
-        library=library, eval_limit=eval_limit, eval_sets=eval_sets or [], models=models,
+        library=library, eval_limit=eval_limit, eval_config=eval_config,
+        eval_sets=eval_sets or [], models=models,
         endpoint=endpoint))
     typer.echo(str(result.model) if result.model else str(result.out / "improve.json"))
     if not result.decision.accept:

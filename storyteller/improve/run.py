@@ -42,6 +42,7 @@ class ImproveOptions:
     pairs_sets: list[str] = field(default_factory=list)
     library: Path | None = None  # the studio library whose preferences join the pairs
     eval_limit: int = 0  # test prompts evaluated (0: all)
+    eval_config: Path | None = Path("configs/evaluate/improve.yaml")
     eval_sets: list[str] = field(default_factory=list)  # --set overrides of the evaluation
     models: Path = Path("models")
     endpoint: str | None = None  # hand an accepted model to this endpoint (serve's admin route)
@@ -184,7 +185,8 @@ def evaluation(options: ImproveOptions, run: Path, tuned: Path, data: Path, out:
     target = out / "evaluation"
     if _complete(target, "metrics.json"):
         return json.loads((target / "metrics.json").read_text(encoding="utf-8"))
-    cfg = load_config(EvaluateConfig, None, options.eval_sets,
+    config = options.eval_config if options.eval_config and options.eval_config.exists() else None
+    cfg = load_config(EvaluateConfig, config, options.eval_sets,
                       {"model": ("--run", str(tuned)), "baseline": ("--run", str(run)),
                        "data": ("--data", str(data)), "out": ("--out", str(target)),
                        "limit": ("--eval-limit", options.eval_limit)})
