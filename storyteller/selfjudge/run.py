@@ -18,6 +18,9 @@ from storyteller import console
 from storyteller.config import to_dict
 from storyteller.curated import iter_located_pairs, manifest_hash, split_files, split_label
 from storyteller.errors import InputError
+# Stories are saved as evaluate saves its own: appended and synced per batch, a line cut short
+# by a kill skipped when read back.
+from storyteller.evaluate.run import append, read_generations as read_samples
 from storyteller.files import sha256_of, write_atomic
 from storyteller.judge import judge_story
 from storyteller.selfjudge import pairs as p
@@ -95,28 +98,6 @@ def settings(cfg: PairsConfig, source) -> dict[str, Any]:
     return {"model": cfg.model, "weights": weights_digest(source),
             "preset": sampling.preset_json(), "max_tokens": cfg.generation.max_tokens,
             "seed": cfg.seed}
-
-
-def read_samples(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill: that story is written again
-    return records
-
-
-def append(path: Path, records: list[dict[str, Any]]) -> None:
-    import os
-
-    with open(path, "a", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def judged_text(record: dict[str, Any]) -> str:
