@@ -165,39 +165,16 @@ def export(
     """
     from storyteller.errors import InputError
     from storyteller.files import write_atomic
-    from storyteller.studio.export import (
-        edit_records,
-        jsonl_bytes,
-        kto_records,
-        pick_records,
-        preference_records,
-        sft_records,
-        unique_records,
-    )
+    from storyteller.studio.export import DATASET_KINDS, jsonl_bytes, library_records
     from storyteller.studio.library import StoryLibrary, existing_library
 
-    if kind not in ("sft", "preference", "kto"):
+    if kind not in DATASET_KINDS:
         raise InputError.at("--kind", f"{kind!r} is not a dataset kind",
                             "use sft, preference or kto")
     path = existing_library(library)
     with StoryLibrary(path) as lib:
-        rated = lib.rated()
-        # Every version of the rated stories: an edit takes the prompt of what it edited,
-        # a continuation's new part is told from the story it grew from.
-        picks = lib.picks() if kind == "preference" else []
-        # A writer's edit pairs with what it edited, rated or not: every story counts.
-        edited = [s.id for s in lib.search(limit=1_000_000)] if kind == "preference" else []
-        story_ids = {s.id for s, _ in rated} | {p.story_id for p in picks} | set(edited)
-        versions = [v for story_id in sorted(story_ids) for v in lib.generations(story_id)]
-        stories = {story_id: lib.story(story_id) for story_id in story_ids}
-    if kind == "sft":
-        records = sft_records(rated, min_stars, versions)
-    elif kind == "kto":
-        records = kto_records(rated, versions)
-    else:
-        records = unique_records(preference_records(rated, versions),
-                                 pick_records(picks, stories, versions),
-                                 edit_records(stories, versions))
+        records = library_records(lib, kind, min_stars)
+        rated = len(lib.rated()) if not records else 0  # for the message only
     if not records:
         hint = {"sft": f"rate versions {min_stars}★ or more in the studio, or lower --min-stars",
                 "kto": "rate versions in the studio: 4★ or more is a good answer, 2★ or fewer "
@@ -206,7 +183,7 @@ def export(
                               "model wrote, or rate two versions of one request "
                               "differently"}[kind]
         raise InputError.at(str(path), f"nothing to export yet "
-                            f"({len(rated)} rated versions)", hint)
+                            f"({rated} rated versions)", hint)
     if out.is_dir():
         raise InputError.at(str(out), "is a folder", "give --out a file name, e.g. "
                             f"{out / 'feedback.jsonl'}")

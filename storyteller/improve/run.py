@@ -116,24 +116,13 @@ def self_judged_pairs(options: ImproveOptions, run: Path, data: Path, out: Path)
 def studio_preferences(options: ImproveOptions, out: Path) -> Path | None:
     """The library's pairs (stars, picks, edits) or thumbs as a file curate reads; None where
     there is no library or nothing in it to learn from."""
-    from storyteller.studio.export import (edit_records, jsonl_bytes, kto_records, pick_records,
-                                           preference_records, unique_records)
+    from storyteller.studio.export import jsonl_bytes, library_records
     from storyteller.studio.library import StoryLibrary
 
     if options.library is None or not options.library.exists():
         return None
     with StoryLibrary(options.library) as lib:
-        rated, picks = lib.rated(), lib.picks()
-        story_ids = {s.id for s, _ in rated} | {p.story_id for p in picks} | \
-            {s.id for s in lib.search(limit=1_000_000)}
-        versions = [v for story_id in sorted(story_ids) for v in lib.generations(story_id)]
-        stories = {story_id: lib.story(story_id) for story_id in story_ids}
-    if options.objective == "kto":
-        records = kto_records(rated, versions)
-    else:
-        records = unique_records(preference_records(rated, versions),
-                                 pick_records(picks, stories, versions),
-                                 edit_records(stories, versions))
+        records = library_records(lib, "kto" if options.objective == "kto" else "preference")
     if not records:
         return None
     path = out / "studio-preferences.jsonl"

@@ -327,3 +327,27 @@ def story_json(story: Story, spans: Sequence[Any], version: Generation | None = 
 
 def jsonl_bytes(records: Sequence[dict]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+
+
+DATASET_KINDS = ("sft", "preference", "kto")
+
+
+def library_records(lib: Any, kind: str, min_stars: int = 4) -> list[dict]:
+    """The dataset of `kind` from an open StoryLibrary: what `storyteller library export`
+    writes and `storyteller improve --library` trains on."""
+    rated = lib.rated()
+    # Every version of the rated stories: an edit takes the prompt of what it edited,
+    # a continuation's new part is told from the story it grew from.
+    picks = lib.picks() if kind == "preference" else []
+    # A writer's edit pairs with what it edited, rated or not: every story counts.
+    edited = [s.id for s in lib.search(limit=1_000_000)] if kind == "preference" else []
+    story_ids = {s.id for s, _ in rated} | {p.story_id for p in picks} | set(edited)
+    versions = [v for story_id in sorted(story_ids) for v in lib.generations(story_id)]
+    stories = {story_id: lib.story(story_id) for story_id in story_ids}
+    if kind == "sft":
+        return sft_records(rated, min_stars, versions)
+    if kind == "kto":
+        return kto_records(rated, versions)
+    return unique_records(preference_records(rated, versions),
+                          pick_records(picks, stories, versions),
+                          edit_records(stories, versions))
