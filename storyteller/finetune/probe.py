@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,26 +191,13 @@ class Probe:
         self.judge = judge or default_judge()
 
     def __call__(self, step: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        from storyteller.decode import generate_batch
-        from storyteller.finetune.samples import (decoding_threads, generation_attention,
-                                                  untouched_rng)
+        from storyteller.finetune.samples import write_unchanged
 
+        # One CPU thread (write_unchanged): even at batch 10 a decoding step is small, and on a
+        # busy 2-core machine ten stories of 32 tokens took 19.2 s on one thread, 111.8 s on two.
         started = time.perf_counter()
-        was_training = self.mode_of.training
-        self.mode_of.eval()
-        device = next(self.lm.parameters()).device
-        try:
-            # As samples.py: on a CPU the fp32 master weights (CPU autocast re-casts every frozen
-            # weight at every token); on a GPU the training precision. One CPU thread: even at
-            # batch 10 a decoding step is small, and on a busy 2-core machine ten stories of 32
-            # tokens took 19.2 s on one thread, 111.8 s on two (SmolLM2-135M).
-            mixed = self.autocast is not None and device.type == "cuda"
-            with untouched_rng(device), decoding_threads(device), generation_attention(self.lm), \
-                    (self.autocast() if mixed else nullcontext()):
-                stories = generate_batch(self.lm, self.tokenizer, self.ids,
-                                         [p.seed for p in self.prompts], self.sampling)
-        finally:
-            self.mode_of.train(was_training)
+        stories = write_unchanged(self.lm, self.mode_of, self.tokenizer, self.ids,
+                                  [p.seed for p in self.prompts], self.sampling, self.autocast)
         metrics, verdicts = score_stories(self.prompts, [s.text for s in stories],
                                           [s.finish_reason for s in stories], self.judge)
         seconds = time.perf_counter() - started

@@ -67,6 +67,27 @@ def decoding_threads(device: torch.device):
         torch.set_num_threads(before)
 
 
+def write_unchanged(lm, mode_of, tokenizer, prompts, seeds, sampling,
+                    autocast: Callable[[], ContextManager] | None = None) -> list:
+    """Stories from the model being trained, leaving the run as it was: eval mode for the
+    call (training mode put back), the random state restored, sdpa for decoding and one CPU
+    thread. On a GPU the stories compute as training does; on a CPU in the fp32 master weights:
+    CPU autocast re-casts every frozen weight at every token (not cached outside autograd),
+    which made a bf16 sample ten times slower than fp32 here."""
+    from storyteller.decode import generate_batch
+
+    was_training = mode_of.training
+    mode_of.eval()
+    device = next(lm.parameters()).device
+    try:
+        mixed = autocast is not None and device.type == "cuda"
+        with untouched_rng(device), decoding_threads(device), generation_attention(lm), \
+                (autocast() if mixed else nullcontext()):
+            return generate_batch(lm, tokenizer, prompts, seeds, sampling)
+    finally:
+        mode_of.train(was_training)
+
+
 class StorySampler:
     """`sampler(step)` → the samples.jsonl record of the story the model writes now."""
 
@@ -82,23 +103,9 @@ class StorySampler:
         self.autocast = autocast
 
     def __call__(self, step: int) -> dict[str, Any]:
-        from storyteller.decode import generate_batch
-
         started = time.perf_counter()
-        was_training = self.mode_of.training
-        self.mode_of.eval()
-        device = next(self.lm.parameters()).device
-        try:
-            # On a GPU the sample computes as training does. On a CPU it runs in the fp32 master
-            # weights: CPU autocast re-casts every frozen weight at every token (not cached
-            # outside autograd), which made a bf16 sample ten times slower than fp32 here.
-            mixed = self.autocast is not None and device.type == "cuda"
-            with untouched_rng(device), decoding_threads(device), generation_attention(self.lm), \
-                    (self.autocast() if mixed else nullcontext()):
-                story = generate_batch(self.lm, self.tokenizer, [self.prompt], [0],
-                                       self.sampling)[0]
-        finally:
-            self.mode_of.train(was_training)
+        story = write_unchanged(self.lm, self.mode_of, self.tokenizer, [self.prompt], [0],
+                                self.sampling, self.autocast)[0]
         return {"step": step, "prompt": self.premise, "story": story.text,
                 "seconds": round(time.perf_counter() - started, 3),
                 "tokens": story.new_tokens, "finish_reason": story.finish_reason}
