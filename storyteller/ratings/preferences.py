@@ -24,7 +24,7 @@ from typing import Any
 from storyteller.errors import InputError, Problem
 from storyteller.ratings.agreement import rater_checks
 from storyteller.ratings.key import Key
-from storyteller.ratings.store import PreferenceRow, RatingsStore, ScoreRow
+from storyteller.ratings.store import PreferenceRow, ScoreRow
 
 SOURCE = "storyteller-ratings"
 GOOD, BAD = 4.0, 2.0  # overall score at or above: a good answer; at or below: a bad one
@@ -142,7 +142,7 @@ def export(source: Path, out: Path, kind: str = "preference",
            store: Path | None = None) -> Exported:
     """Write the preference records of the imported ratings in `source` to `out` (JSONL)."""
     from storyteller.files import write_atomic
-    from storyteller.ratings.run import KEY, STORE, load_key, ratings_dir
+    from storyteller.ratings.run import KEY, load_key, ratings_dir, stored_answers
 
     if kind not in KINDS:
         raise InputError(Problem("--kind", f"{kind!r} is not an export kind",
@@ -150,12 +150,7 @@ def export(source: Path, out: Path, kind: str = "preference",
                                  "bad stories from the overall scores)"))
     folder = ratings_dir(source)
     key = load_key(folder / KEY)
-    store_path = store or folder / STORE
-    if not store_path.is_file():
-        raise InputError(Problem(str(store_path), "no ratings imported yet",
-                                 "run storyteller ratings import on the filled sheets first"))
-    with RatingsStore(store_path) as opened:
-        scores, prefs = opened.scores(), opened.preferences()
+    store_path, scores, prefs, _ = stored_answers(folder, store)
     relative = (key.raw.get("source") or {}).get("generations")
     if not relative:
         raise InputError(Problem(str(folder / KEY), "does not say which generations the sheets "

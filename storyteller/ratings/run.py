@@ -229,18 +229,23 @@ def ratings_dir(source: Path) -> Path:
                              "give --from the folder ratings make wrote (default OUT/ratings)"))
 
 
-def report(source: Path, out: Path | None = None, store: Path | None = None,
-           charts: bool = True) -> Reported:
-    """Write report.md, plots/ and ratings_summary.json from the stored answers."""
-    folder = ratings_dir(source)
-    key = load_key(folder / KEY)
+def stored_answers(folder: Path, store: Path | None = None):
+    """(the store's path, its scores, its pairwise choices, the key.json sha256 it was made
+    for) of the answers imported for the sheets in `folder`; an error where none were."""
     store_path = store or folder / STORE
     if not store_path.is_file():
         raise InputError(Problem(str(store_path), "no ratings imported yet",
                                  "run storyteller ratings import on the filled sheets first"))
     with RatingsStore(store_path) as opened:
-        scores, prefs = opened.scores(), opened.preferences()
-        made_for = opened.meta("key_sha256")
+        return store_path, opened.scores(), opened.preferences(), opened.meta("key_sha256")
+
+
+def report(source: Path, out: Path | None = None, store: Path | None = None,
+           charts: bool = True) -> Reported:
+    """Write report.md, plots/ and ratings_summary.json from the stored answers."""
+    folder = ratings_dir(source)
+    key = load_key(folder / KEY)
+    store_path, scores, prefs, made_for = stored_answers(folder, store)
     if made_for is not None and made_for != sha256_of(folder / KEY):
         raise InputError(Problem(str(store_path), f"holds answers for another key.json than "
                                                   f"{folder / KEY}",
