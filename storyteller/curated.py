@@ -114,11 +114,11 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
     return pairs
 
 
-def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
+def _read_file(path: Path, parse=parse_pair) -> tuple[list[dict[str, Any]], list[Problem]]:
     pairs, problems = [], []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
-            parsed = parse_pair(line, f"{path}:{number}")
+            parsed = parse(line, f"{path}:{number}")
             if isinstance(parsed, Problem):
                 problems.append(parsed)
             elif parsed is not None:
@@ -126,12 +126,13 @@ def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
     return pairs, problems
 
 
-def read_split(directory: Path, split: str) -> list[dict[str, Any]]:
+def read_split(directory: Path, split: str, parse=parse_pair) -> list[dict[str, Any]]:
     """Every pair of `split`, shard after shard; [] where the split has no file. Malformed
-    lines of every shard are reported together, each as file:line."""
+    lines of every shard are reported together, each as file:line. `parse` reads one line
+    (a preference directory's records have their own)."""
     pairs, problems = [], []
     for path in split_files(directory, split):
-        found, bad = _read_file(path)
+        found, bad = _read_file(path, parse)
         pairs += found
         problems += bad
     if problems:

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from storyteller.curated import SPLITS, manifest_hash, split_files
+from storyteller.curated import SPLITS, manifest_hash, read_split
 from storyteller.errors import InputError, Problem
 from storyteller.finetune.data import Example, Rejection, tokenize_pair
 
 ROLES = ("system", "user", "assistant")
-MAX_PROBLEMS = 20
 NOT_PREFERENCE = ("curate preference judgements with `storyteller curate --preferences`, or make "
                   "self-judged pairs with `storyteller pairs`")
 
@@ -93,18 +92,7 @@ def parse_record(line: str, where: str) -> dict[str, Any] | Problem | None:
 
 
 def read_preference_split(directory: Path, split: str) -> list[dict[str, Any]]:
-    records, problems = [], []
-    for path in split_files(directory, split):
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                parsed = parse_record(line, f"{path}:{number}")
-                if isinstance(parsed, Problem):
-                    problems.append(parsed)
-                elif parsed is not None:
-                    records.append(parsed)
-    if problems:
-        raise InputError(*problems[:MAX_PROBLEMS])
-    return records
+    return read_split(directory, split, parse_record)
 
 
 def read_preference_data(directory: Path) -> tuple[dict[str, list[dict[str, Any]]], str]:
