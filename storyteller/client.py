@@ -317,12 +317,16 @@ def _message_of(error: Exception) -> str:
 # -- changing what the endpoint serves (POST / DELETE /v1/storyteller/models) -------------------
 
 def load_model(endpoint: str, name: str, path: str, api_key: str | None = None,
-               default: bool = False, timeout: float = 900.0) -> ServedModel:
+               default: bool = False, timeout: float = 900.0,
+               weights: str | None = None) -> ServedModel:
     """Have the endpoint serve the model at `path` (a directory on the server's machine, or a
     base model's name) as `name`, replacing what served that name; returns once it answers.
-    Loading starts an engine, converting the model first on llama.cpp: minutes at most."""
-    entry = _admin(endpoint, "POST", "", api_key, timeout,
-                   {"name": name, "path": path, "default": default})
+    Loading starts an engine, converting the model first on llama.cpp: minutes at most.
+    `weights`: llama.cpp's GGUF number type for this model (q8_0 …), else the server's."""
+    body = {"name": name, "path": path, "default": default}
+    if weights is not None:
+        body["weights"] = weights
+    entry = _admin(endpoint, "POST", "", api_key, timeout, body)
     return ServedModel(entry["id"], entry.get("max_model_len"), entry.get("storyteller") or {})
 
 

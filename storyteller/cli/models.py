@@ -120,6 +120,10 @@ def use(
     default: Annotated[bool, typer.Option(
         "--default", help="List it first, so clients that take the first model (the studio) "
                           "use it.")] = False,
+    weights: Annotated[Optional[str], typer.Option(
+        "--weights", help="llama.cpp only: serve a GGUF of this number type (f32, bf16, f16, "
+                          "q8_0, q4_k_m) instead of the server's cpu.weights, converted once.",
+        show_default=False)] = None,
     endpoint: EndpointOption = "http://127.0.0.1:8000",
     api_key: KeyOption = None,
 ) -> None:
@@ -134,14 +138,19 @@ def use(
       storyteller models use models/quickstart --default
 
       storyteller models use models/fables --name fables --endpoint http://gpu-box:8000
+
+      storyteller models use models/quickstart --name quickstart-q8 --weights q8_0
     """
     from storyteller.client import load_model
 
     target = Path(path)
     if target.exists():
         path = str(target.resolve())
-    served = load_model(endpoint, name or Path(path).name, path, api_key, default=default)
-    typer.echo(f"{endpoint}: serving {served.id}" + (" (listed first)" if default else ""))
+    served = load_model(endpoint, name or Path(path).name, path, api_key, default=default,
+                        weights=weights)
+    typer.echo(f"{endpoint}: serving {served.id}"
+               + (f" ({weights} weights)" if weights else "")
+               + (" (listed first)" if default else ""))
 
 
 @models_commands.command("unload")

@@ -2,7 +2,9 @@
 
 - `POST /v1/storyteller/models` `{"name": "quickstart", "path": "models/quickstart",
   "default": true}` checks the model as `--model` is checked, starts an engine for it and
-  answers once it is ready. A name already served keeps answering from its old engine until the
+  answers once it is ready. On llama.cpp, `"weights": "q8_0"` serves that model's GGUF of
+  another number type than the server's `cpu.weights` (the same model as f32 and q8_0 side by
+  side under two names, to compare their stories). A name already served keeps answering from its old engine until the
   new one is ready; the old one then stops once its requests are done.
 - `DELETE /v1/storyteller/models/NAME[?drain=SECONDS]` stops serving NAME and answers once its
   engine has finished its requests (up to `drain` seconds, default
@@ -25,22 +27,23 @@ from starlette.routing import Route
 from storyteller.errors import StorytellerError
 from storyteller.serve.fleet import EngineStartError, Loader, PreflightError, resolve_ref
 from storyteller.serve.gateway import ApiError, model_entry
+from storyteller.serve.llamacpp import WEIGHTS
 from storyteller.serve.registry import DRAIN_SECONDS, Registry
 
 ROUTE = "/v1/storyteller/models"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 LOOPBACK_CLIENTS = ("127.0.0.1", "::1", "::ffff:127.0.0.1", "localhost")
-FIELDS = {"name", "path", "default"}
+FIELDS = {"name", "path", "default", "weights"}
 
 
-def load_request(body) -> tuple[str, str, bool]:
-    """(name, path, default) from the POST body, or a 400 naming the field."""
+def load_request(body) -> tuple[str, str, bool, str | None]:
+    """(name, path, default, weights) from the POST body, or a 400 naming the field."""
     if not isinstance(body, dict):
         raise ApiError(400, 'the body must be a JSON object: {"name": ..., "path": ...}')
     unknown = sorted(set(body) - FIELDS)
     if unknown:
         raise ApiError(400, f"unknown field(s) {', '.join(unknown)}; this route takes name, "
-                            "path and default", unknown[0])
+                            "path, default and weights", unknown[0])
     name, path, default = body.get("name"), body.get("path"), body.get("default", False)
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ApiError(400, "name must be the model's served name: letters, digits and . _ : - "
@@ -51,7 +54,11 @@ def load_request(body) -> tuple[str, str, bool]:
                        "path")
     if not isinstance(default, bool):
         raise ApiError(400, f"default must be true or false, not {default!r}", "default")
-    return name, path, default
+    weights = body.get("weights")
+    if weights is not None and weights not in WEIGHTS:
+        raise ApiError(400, f"weights must be one of {', '.join(WEIGHTS)} (llama.cpp's GGUF "
+                            f"number types), not {weights!r}", "weights")
+    return name, path, default, weights
 
 
 def drain_seconds(request: Request) -> float:
@@ -98,7 +105,12 @@ def admin_routes(registry: Registry, loader: Loader, api_key: str | None,
                 body = await request.json()
             except ValueError as exc:
                 raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
-            name, path, default = load_request(body)
+            name, path, default, weights = load_request(body)
+            if weights is not None and loader.kind_now() != "llama.cpp":
+                raise ApiError(400, f"weights: this server's engine is {loader.kind_now()}, "
+                                    "which serves the model directory's own weights; GGUF "
+                                    "number types are llama.cpp's (leave weights out)",
+                               "weights")
             if name in registry.loading:
                 raise ApiError(409, f"model {name!r} is already loading "
                                     f"({registry.loading[name]})", "name", code="model_loading")
@@ -107,7 +119,8 @@ def admin_routes(registry: Registry, loader: Loader, api_key: str | None,
         registry.loading[name] = path
         try:
             ref = await anyio.to_thread.run_sync(resolve_ref, path)
-            engine, models = await anyio.to_thread.run_sync(loader.load, name, ref)
+            engine, models = await anyio.to_thread.run_sync(
+                lambda: loader.load(name, ref, weights=weights))
         except PreflightError as error:
             return ApiError(400, f"cannot serve {path!r}: " + "; ".join(map(str, error.problems)),
                             "path").response()
@@ -125,7 +138,8 @@ def admin_routes(registry: Registry, loader: Loader, api_key: str | None,
             registry.loading.pop(name, None)
         for old in registry.add(models, engine, default):
             retire_later(old)
-        say(f"now serving {', '.join(registry.models)} (added {name} from {path})")
+        say(f"now serving {', '.join(registry.models)} (added {name} from {path}"
+            + (f", {weights} weights)" if weights else ")"))
         return JSONResponse({**model_entry(models[0], created, engine.kind),
                              "default": next(iter(registry.models)) == name})
 

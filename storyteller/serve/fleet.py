@@ -11,7 +11,7 @@ worker thread; the engine process itself is forked from a long-lived thread
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -60,7 +60,7 @@ def check_ref(ref: ModelRef) -> list[Problem]:
 
 
 def served_models(cfg: ServeConfig, ref: ModelRef, name: str, engine_model: str,
-                  adapters: list[Adapter] = ()) -> list[ServedModel]:
+                  adapters: list[Adapter] = (), weights: str | None = None) -> list[ServedModel]:
     """The models one engine serves: the model under `name`, then its adapters (vLLM)."""
     limit = max_model_len(ref.model_dir, cfg.max_model_len)
     generation = read_json(ref.model_dir / "generation_config.json") or {}
@@ -68,7 +68,7 @@ def served_models(cfg: ServeConfig, ref: ModelRef, name: str, engine_model: str,
         read_json(ref.model_dir / "storyteller.json") or {}
     # The directory gives steering the tokenizer and chat template (adapters add no tokens).
     path = str(ref.model_dir.resolve())
-    models = [ServedModel(name, engine_model, limit, metadata, generation, path)]
+    models = [ServedModel(name, engine_model, limit, metadata, generation, path, weights)]
     for adapter in adapters:
         meta = read_json(adapter.path / "storyteller.json") or metadata
         # vLLM names an adapter by its --lora-modules name.
@@ -88,13 +88,17 @@ class Loader:
         self.starting: set[EngineProcess] = set()
 
     def load(self, name: str, ref: ModelRef, adapters: list[Adapter] = (),
-             check: bool = True) -> tuple[Engine, list[ServedModel]]:
-        """Start `ref`'s engine serving it as `name`; return once it answers and is warm."""
+             check: bool = True, weights: str | None = None) -> tuple[Engine, list[ServedModel]]:
+        """Start `ref`'s engine serving it as `name`; return once it answers and is warm.
+        `weights`: on llama.cpp, this model's GGUF number type instead of `cpu.weights`."""
         if check:
             problems = check_ref(ref)
             if problems:
                 raise PreflightError(*problems)
-        launch = plan_launch(self.cfg, self.kind_now(), ref.model_dir, name, list(adapters))
+        cfg = self.cfg if weights is None else \
+            replace(self.cfg, cpu=replace(self.cfg.cpu, weights=weights))
+        kind = self.kind_now()
+        launch = plan_launch(cfg, kind, ref.model_dir, name, list(adapters))
         self.say(f"engine: {launch.title}; loading {name} from {ref.model_dir} …")
         if launch.convert and not launch.convert[1].is_file():
             self.say(f"converting the model to a {llamacpp.weights_of(launch.convert[1])} GGUF "
@@ -115,7 +119,9 @@ class Loader:
         finally:
             self.starting.discard(process)
         engine = Engine(process.url, launch.kind, launch.engine_key, process)
-        return engine, served_models(self.cfg, ref, name, launch.engine_model, list(adapters))
+        served_weights = cfg.cpu.weights if kind == "llama.cpp" else None
+        return engine, served_models(cfg, ref, name, launch.engine_model, list(adapters),
+                                     served_weights)
 
     def kind_now(self) -> str:
         """The engine for the next load. A server that started on transformers serve only

@@ -54,6 +54,8 @@ class ServedModel:
     generation: dict[str, Any] = field(default_factory=dict)
     # The model directory (its tokenizer and chat template), where the server has one.
     path: str | None = None
+    # llama.cpp: the GGUF number type served (cpu.weights, or the load request's weights).
+    weights: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ def model_entry(model: ServedModel, created: int, engine_kind: str | None = None
             "storyteller": {**{key: meta.get(key) for key in (
                 "kind", "base_model", "genres", "styles", "controls", "control_schema",
                 "header_fields", "system_prompt", "merged_from") if key in meta},
+                **({"weights": model.weights} if model.weights else {}),
                 "capabilities": capabilities(engine_kind)}}
 
 

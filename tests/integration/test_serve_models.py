@@ -195,6 +195,7 @@ def test_a_model_whose_engine_dies_is_named_in_the_error(server):
     ({"name": "x"}, 400, "path", "path must be"),
     ({"name": "x", "path": BASE, "default": "yes"}, 400, "default", "default must be"),
     ({"name": "x", "path": BASE, "gpu": 1}, 400, "gpu", "unknown field"),
+    ({"name": "x", "path": BASE, "weights": "q9_9"}, 400, "weights", "weights must be one of"),
     ({"name": "x", "path": "/no/such/model"}, 400, "path", "is not a directory"),
     (b"{not json", 400, None, "not valid JSON"),
 ])
@@ -202,6 +203,38 @@ def test_a_bad_load_request_is_a_400_naming_the_field(server, body, status, para
     code, answer = call(server[0], "POST", "/v1/storyteller/models", body)
     assert code == status and answer["error"]["param"] == param
     assert words in answer["error"]["message"]
+
+
+def test_one_model_is_served_with_other_weights_beside_the_first(server, merged):
+    """The same merged model as float32 and as q8_0 under two names (how their stories are
+    compared through one endpoint); an engine without GGUF weights refuses, naming weights."""
+    url, _ = server
+    engine = StoryClient(url, api_key=KEY).health()["engine"]
+    code, answer = call(url, "POST", "/v1/storyteller/models",
+                        {"name": "tiny-q8", "path": str(merged), "weights": "q8_0"})
+    if engine != "llama.cpp":
+        assert code == 400 and answer["error"]["param"] == "weights"
+        assert engine in answer["error"]["message"]
+        return
+    assert code == 200 and answer["storyteller"]["weights"] == "q8_0"
+    try:
+        load_model(url, "tiny-f32", str(merged), KEY)
+        listed = {m.id: m.storyteller.get("weights") for m in StoryClient(url, api_key=KEY).models()}
+        assert listed["tiny-q8"] == "q8_0" and listed["tiny-f32"] == "f32"
+        client = StoryClient(url, api_key=KEY)
+        words = {name: client.chat(name, [{"role": "user", "content": "Tell me a story."}],
+                                   Sampling(temperature=0, max_tokens=24))
+                 for name in ("tiny-q8", "tiny-f32")}
+        assert all(w.completion_tokens > 0 for w in words.values())
+        # Each engine reads its own GGUF file.
+        commands = {" ".join(p.cmdline()) for p in psutil.process_iter(["cmdline"])
+                    if "llama-server" in " ".join(p.info["cmdline"] or [])}
+        assert any(".q8_0.gguf" in c and "tiny-q8" in c for c in commands), commands
+        assert any(".f32.gguf" in c and "tiny-f32" in c for c in commands), commands
+    finally:
+        for name in ("tiny-q8", "tiny-f32"):
+            if name in names(url):
+                unload_model(url, name, KEY)
 
 
 def test_the_admin_routes_need_the_key_and_the_client_says_what_went_wrong(server, merged):
