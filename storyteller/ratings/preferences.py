@@ -150,7 +150,7 @@ def export(source: Path, out: Path, kind: str = "preference",
                                  "bad stories from the overall scores)"))
     folder = ratings_dir(source)
     key = load_key(folder / KEY)
-    store_path, scores, prefs, _ = stored_answers(folder, store)
+    store_path, scores, prefs = stored_answers(folder, store)
     relative = (key.raw.get("source") or {}).get("generations")
     if not relative:
         raise InputError(Problem(str(folder / KEY), "does not say which generations the sheets "

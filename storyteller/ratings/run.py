@@ -230,14 +230,24 @@ def ratings_dir(source: Path) -> Path:
 
 
 def stored_answers(folder: Path, store: Path | None = None):
-    """(the store's path, its scores, its pairwise choices, the key.json sha256 it was made
-    for) of the answers imported for the sheets in `folder`; an error where none were."""
+    """(the store's path, its scores, its pairwise choices) of the answers imported for the
+    sheets in `folder`; an error where none were imported, or where the store's answers were
+    imported with another key.json (its item ids may mean other stories, or none). Report and
+    export both read answers through here, so they accept the same stores."""
     store_path = store or folder / STORE
     if not store_path.is_file():
         raise InputError(Problem(str(store_path), "no ratings imported yet",
                                  "run storyteller ratings import on the filled sheets first"))
     with RatingsStore(store_path) as opened:
-        return store_path, opened.scores(), opened.preferences(), opened.meta("key_sha256")
+        scores, prefs, made_for = opened.scores(), opened.preferences(), opened.meta("key_sha256")
+    if made_for is not None and made_for != sha256_of(folder / KEY):
+        raise InputError(Problem(
+            str(store_path), f"holds answers for another key.json than {folder / KEY}",
+            "was ratings make run again with --force? give --from the folder of the key.json "
+            "the answers were imported with, or import these sheets into a store of their own: "
+            f"storyteller ratings import {folder / 'sheets'}/rater-*.xlsx --store NEW.sqlite, "
+            "then pass --store NEW.sqlite"))
+    return store_path, scores, prefs
 
 
 def report(source: Path, out: Path | None = None, store: Path | None = None,
@@ -245,12 +255,7 @@ def report(source: Path, out: Path | None = None, store: Path | None = None,
     """Write report.md, plots/ and ratings_summary.json from the stored answers."""
     folder = ratings_dir(source)
     key = load_key(folder / KEY)
-    store_path, scores, prefs, made_for = stored_answers(folder, store)
-    if made_for is not None and made_for != sha256_of(folder / KEY):
-        raise InputError(Problem(str(store_path), f"holds answers for another key.json than "
-                                                  f"{folder / KEY}",
-                                 "was ratings make run again with --force? report from the key "
-                                 "the sheets came with, or pass --store"))
+    store_path, scores, prefs = stored_answers(folder, store)
     if not scores and not prefs:
         raise InputError(Problem(str(store_path), "holds no answers",
                                  "run storyteller ratings import on the filled sheets first"))

@@ -136,3 +136,42 @@ def test_export_errors_are_located(rated, tmp_path):
     assert result.exit_code == 1 and "--kind: 'dpo' is not an export kind" in result.output
     result = cli("ratings", "export", "--from", str(tmp_path), "--out", str(tmp_path / "x.jsonl"))
     assert result.exit_code == 1 and "holds no key.json" in result.output
+
+
+def test_answers_imported_for_another_key_are_refused_as_report_refuses_them(tmp_path):
+    """Sheets A and B made from the same generations and seed share item ids, so answers to
+    A's sheets stored in B's folder would export as if B's raters had given them."""
+    write_generations(tmp_path)
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder, raters in ((first, "2"), (second, "3")):
+        made = cli("ratings", "make", "--from", str(tmp_path), "--raters", raters,
+                   "--seed", "7", "--out", str(folder))
+        assert made.exit_code == 0, made.output
+    key_a = json.loads((first / "key.json").read_text())
+    key_b = json.loads((second / "key.json").read_text())
+    assert set(key_a["pairs"]) == set(key_b["pairs"])  # the same items, another key
+    filled = []
+    for rater in ("rater-01", "rater-02"):
+        for name in (f"{rater}.csv", f"{rater}-pairs.csv"):
+            fill_csv(first / "sheets" / name, rater, key_a)
+            filled.append(str(first / "sheets" / name))
+    store = second / "ratings.sqlite"
+    imported = cli("ratings", "import", *filled, "--store", str(store))
+    assert imported.exit_code == 0, imported.output
+
+    out = tmp_path / "prefs.jsonl"
+    refused = [cli("ratings", command, "--from", str(second), "--out", str(target))
+               for command, target in (("export", out), ("report", tmp_path / "report"))]
+    for result in refused:
+        assert result.exit_code == 1, result.output
+        assert f"{store}: holds answers for another key.json than {second / 'key.json'}" \
+            in result.output
+        assert "storyteller ratings import" in result.output
+    assert refused[0].output == refused[1].output  # one check, one message
+    assert not out.exists() and not (tmp_path / "report").exists()
+
+    # The same store with the key its answers belong to exports as before.
+    exported = cli("ratings", "export", "--from", str(first), "--store", str(store),
+                   "--out", str(out))
+    assert exported.exit_code == 0, exported.output
+    assert out.read_text().count("\n") > 0
