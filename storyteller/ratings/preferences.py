@@ -141,7 +141,7 @@ class Exported:
 def export(source: Path, out: Path, kind: str = "preference",
            store: Path | None = None) -> Exported:
     """Write the preference records of the imported ratings in `source` to `out` (JSONL)."""
-    from storyteller.files import write_atomic
+    from storyteller.files import sha256_of, write_atomic
     from storyteller.ratings.run import KEY, load_key, ratings_dir, stored_answers
 
     if kind not in KINDS:
@@ -156,6 +156,14 @@ def export(source: Path, out: Path, kind: str = "preference",
         raise InputError(Problem(str(folder / KEY), "does not say which generations the sheets "
                                                     "came from", "make the sheets again with "
                                                                  "storyteller ratings make"))
+    made_from = (key.raw.get("source") or {}).get("sha256")
+    if made_from and (folder / relative).is_file() and sha256_of(folder / relative) != made_from:
+        # The raters read the stories as they were when the sheets were made: their verdicts
+        # must not be attached to other text.
+        raise InputError(Problem(str(folder / relative), "changed after the sheets were made "
+                                 "from it: the raters' verdicts are about the stories as they "
+                                 "were then", "restore the generations the sheets were made "
+                                 "from, or make and rate new sheets (storyteller ratings make)"))
     generations = read_generations(folder / relative)
     raters = kept_raters(key, scores, prefs)
     records = build_pairs(key, prefs, raters, generations) if kind == "preference" else \

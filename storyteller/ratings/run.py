@@ -231,9 +231,9 @@ def ratings_dir(source: Path) -> Path:
 
 def stored_answers(folder: Path, store: Path | None = None):
     """(the store's path, its scores, its pairwise choices) of the answers imported for the
-    sheets in `folder`; an error where none were imported, or where the store's answers were
-    imported with another key.json (its item ids may mean other stories, or none). Report and
-    export both read answers through here, so they accept the same stores."""
+    sheets in `folder`; an error where none were imported or the store holds none, or where
+    its answers were imported with another key.json (its item ids may mean other stories, or
+    none). Report and export both read answers through here, so they accept the same stores."""
     store_path = store or folder / STORE
     if not store_path.is_file():
         raise InputError(Problem(str(store_path), "no ratings imported yet",
@@ -247,6 +247,9 @@ def stored_answers(folder: Path, store: Path | None = None):
             "the answers were imported with, or import these sheets into a store of their own: "
             f"storyteller ratings import {folder / 'sheets'}/rater-*.xlsx --store NEW.sqlite, "
             "then pass --store NEW.sqlite"))
+    if not scores and not prefs:
+        raise InputError(Problem(str(store_path), "holds no answers",
+                                 "run storyteller ratings import on the filled sheets first"))
     return store_path, scores, prefs
 
 
@@ -256,9 +259,6 @@ def report(source: Path, out: Path | None = None, store: Path | None = None,
     folder = ratings_dir(source)
     key = load_key(folder / KEY)
     store_path, scores, prefs = stored_answers(folder, store)
-    if not scores and not prefs:
-        raise InputError(Problem(str(store_path), "holds no answers",
-                                 "run storyteller ratings import on the filled sheets first"))
     target = out or folder
     if target.suffix.lower() == ".md":
         target, name = target.parent, target.name

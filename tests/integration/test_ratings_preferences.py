@@ -175,3 +175,33 @@ def test_answers_imported_for_another_key_are_refused_as_report_refuses_them(tmp
                    "--out", str(out))
     assert exported.exit_code == 0, exported.output
     assert out.read_text().count("\n") > 0
+
+
+def test_generations_rewritten_after_the_sheets_were_made_are_not_exported(tmp_path):
+    """The raters judged the stories as they were: a generations file changed since ratings make
+    would attach their verdicts to other text, so export refuses it, naming the file."""
+    write_generations(tmp_path)
+    folder = tmp_path / "sheets-out"
+    made = cli("ratings", "make", "--from", str(tmp_path), "--raters", "2", "--seed", "7",
+               "--out", str(folder))
+    assert made.exit_code == 0, made.output
+    key = json.loads((folder / "key.json").read_text())
+    filled = []
+    for rater in ("rater-01", "rater-02"):
+        for name in (f"{rater}.csv", f"{rater}-pairs.csv"):
+            fill_csv(folder / "sheets" / name, rater, key)
+            filled.append(str(folder / "sheets" / name))
+    assert cli("ratings", "import", *filled).exit_code == 0
+    generations = (folder / key["source"]["generations"]).resolve()
+    original = generations.read_text()
+    generations.write_text("\n".join(
+        json.dumps({**json.loads(line), "text": "REWRITTEN " + json.loads(line)["text"]})
+        for line in original.splitlines() if line.strip()) + "\n")
+    out = tmp_path / "prefs.jsonl"
+    refused = cli("ratings", "export", "--from", str(folder), "--out", str(out))
+    assert refused.exit_code == 1 and "changed after the sheets were made" in refused.output
+    assert str(generations.name) in refused.output and not out.exists()
+    generations.write_text(original)
+    exported = cli("ratings", "export", "--from", str(folder), "--out", str(out))
+    assert exported.exit_code == 0, exported.output
+    assert "REWRITTEN" not in out.read_text() and out.read_text().strip()
