@@ -42,6 +42,19 @@ class Steps:
         self.progress.update(task, total=self.progress.tasks[task].completed)
 
     @contextmanager
+    def counting(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        """A step whose items finish inside long calls (stories written 64 at a time by worker
+        threads): gives `advance(n)`, callable from any thread, for each n items done."""
+        if self.progress is None:
+            yield lambda n: None
+            return
+        task = self.progress.add_task(description, total=total)
+        try:
+            yield lambda n: self.progress.advance(task, n)
+        finally:
+            self.progress.update(task, total=self.progress.tasks[task].completed)
+
+    @contextmanager
     def phase(self, description: str) -> Iterator[None]:
         """A step that is one long call (loading or writing a model): a bar that runs until it
         ends, without a count."""
@@ -80,6 +93,34 @@ class LineSteps(Steps):
                 self.write(f"{description}: {progress_line(done, total, now - start)}")
         if last != start:
             self.write(f"{description}: {done:,} done in {clock_time(self.clock() - start)}")
+
+    @contextmanager
+    def counting(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        """A line every `every` seconds with the count so far, the rate and the time left,
+        written by a thread of its own (the items finish inside long calls, so no loop here
+        gets a turn to write), and one when it ends; a short step prints nothing."""
+        start = self.clock()
+        done, lock, stop, said = [0], threading.Lock(), threading.Event(), []
+
+        def advance(n: int) -> None:
+            with lock:
+                done[0] += n
+
+        def heartbeat() -> None:
+            while not stop.wait(max(self.every, 0.05)):
+                said.append(True)
+                self.write(f"{description}: {progress_line(done[0], total, self.clock() - start)}")
+
+        ticker = threading.Thread(target=heartbeat, name=f"progress: {description}", daemon=True)
+        ticker.start()
+        try:
+            yield advance
+        finally:
+            stop.set()
+            ticker.join()
+            if said:
+                self.write(f"{description}: {done[0]:,} done in "
+                           f"{clock_time(self.clock() - start)}")
 
     @contextmanager
     def phase(self, description: str) -> Iterator[None]:

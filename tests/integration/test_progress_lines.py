@@ -89,3 +89,28 @@ def test_ratings_make_and_report_print_progress_lines_in_a_log(tmp_path):
     imported = run_cli("ratings", "import", *map(str, sheets), env=LOUD)
     # Unfilled sheets are refused row by row, but each sheet is still counted through.
     assert counted_lines(imported.stderr)["ratings: importing sheets"] == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_items_finished_by_worker_threads_are_counted_while_the_call_runs():
+    """Stories written by an endpoint's workers, 64 to a call: the count still shows up every
+    interval during the call, with the total and the time left, then one closing line."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lines: list[str] = []
+    steps = console.LineSteps(every=0.05, write=lines.append)
+    with steps.counting("stories (tuned)", 12) as advance:
+        def one(_):
+            time.sleep(0.04)
+            advance(1)
+
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(one, range(12)))
+    counted = counted_lines("\n".join(lines))["stories (tuned)"]
+    assert counted and all(total == 12 for _, total in counted)
+    assert [done for done, _ in counted] == sorted(done for done, _ in counted)
+    assert any(0 < done < 12 for done, _ in counted)  # heard before the call returned
+    assert lines[-1] == "stories (tuned): 12 done in 0:00"
+    quiet: list[str] = []
+    with console.LineSteps(every=30, write=quiet.append).counting("short", 2) as advance:
+        advance(2)
+    assert quiet == []
