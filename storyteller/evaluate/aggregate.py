@@ -96,12 +96,14 @@ METRICS: tuple[Metric, ...] = (
            "context", "higher"),
     Metric("notes_names_kept", "notes' names kept (of those the reference passage uses)",
            "context", "higher"),
+    Metric("notes_names_recalled", "names only the notes remember, kept (not in the story "
+           "so far)", "context", "higher"),
     Metric("invented_names", "invented names (share of the passage's names not in the prompt)",
            "context", "lower"),
 )
 
 # The metrics reported per kind of prompt (and per optional part of a document continuation).
-BY_KIND = ("direction_followed", "notes_names_kept", "invented_names", "relevance", "words",
+BY_KIND = ("direction_followed", "notes_names_kept", "notes_names_recalled", "invented_names", "relevance", "words",
            "stop_rate")
 
 

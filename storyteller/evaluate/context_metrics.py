@@ -6,6 +6,10 @@ names invented, per generated passage. Pure: a generation record in, metrics out
 - notes_names_kept: of the notes' names that the reference passage (the story's own next
   passage) uses, the share the generated passage uses too: the names a faithful continuation
   needs, not every name in the notes;
+- notes_names_recalled: the same, for only those names the story so far and the summary in the
+  prompt do not show, so nothing but the notes remembers them (a character from a chapter that
+  fell out of the window). notes_names_kept is mostly copying from the visible text when the
+  whole story fits; this one is what the notes are for, and only long stories give it;
 - invented_names: the share of the passage's names (capitalised words used as names) that
   appear nowhere in the prompt, i.e. characters made up instead of those the notes and the
   story so far give."""
@@ -52,6 +56,10 @@ def context_metrics(record: dict[str, Any]) -> dict[str, float]:
     needed = [n for n, used in zip(names, realised(names, record.get("reference") or "")) if used]
     if needed:
         result["notes_names_kept"] = sum(realised(needed, text)) / len(needed)
+        shown = " ".join(str(memory.get(name) or "") for name in ("context", "summary"))
+        only_noted = [n for n, seen in zip(needed, realised(needed, shown)) if not seen]
+        if only_noted:
+            result["notes_names_recalled"] = sum(realised(only_noted, text)) / len(only_noted)
     found = proper_names(text)
     if found:
         prompt = " ".join(str(memory.get(name) or "") for name in MEMORY_FIELDS)

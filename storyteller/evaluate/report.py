@@ -349,7 +349,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     models = list(summary["models"])
     keys = ["perplexity", "style_pass", "hollow", "style_markers", "genre_match", "relevance", "stop_rate", "distinct_2",
             "seq_rep_4", "memorised_8gram_share", "direction_followed", "notes_names_kept",
-            "invented_names"]
+            "notes_names_recalled", "invented_names"]
     rows = []
     for key in keys:
         row = summary["metrics"].get(key)

@@ -21,7 +21,20 @@ def record(text, model="tuned", prompt="p1", memory=MEMORY, kind="document"):
 
 def test_a_passage_that_follows_the_direction_and_keeps_the_names_scores_full_marks():
     good = context_metrics(record("At the mill, Mira lit the lanterns while Jonas watched."))
-    assert good == {"direction_followed": 1.0, "notes_names_kept": 1.0, "invented_names": 0.0}
+    assert good == {"direction_followed": 1.0, "notes_names_kept": 1.0,
+                    "notes_names_recalled": 1.0, "invented_names": 0.0}
+
+
+def test_names_only_the_notes_remember_are_scored_apart_from_those_the_story_shows():
+    """Mira is in the story so far; Jonas only in the notes (he fell out of the window): only
+    he counts for notes_names_recalled, and a passage that forgets him scores 0 there."""
+    kept = context_metrics(record("Jonas came back to the mill at dusk."))
+    assert kept["notes_names_recalled"] == 1.0
+    forgot = context_metrics(record("Mira stood alone at the mill."))
+    assert forgot["notes_names_kept"] == 0.5 and forgot["notes_names_recalled"] == 0.0
+    # Every needed name visible in the story so far: nothing only the notes remember.
+    shown = {**MEMORY, "context": "Mira and Jonas crept to the old mill at night."}
+    assert "notes_names_recalled" not in context_metrics(record("Jonas came.", memory=shown))
 
 
 def test_a_passage_that_replaces_the_characters_is_caught():
