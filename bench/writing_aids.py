@@ -17,8 +17,9 @@ words per second over all candidates.
 Requests are unseeded, as the studio sends them by default, and each request continues another
 stretch of the book (and the plain ones another premise), so no contender is answered from the
 engine's prompt cache of an identical earlier prompt. With --seeded each request has a seed: the
-CPU engine then computes the whole prompt afresh (storyteller.serve.params, llamacpp_body), so
-a long context costs its full prompt time, and a banned phrase cut and rewritten costs it again.
+CPU engine then computes the whole prompt afresh (storyteller.serve.engine_params,
+llamacpp_body), so a long context costs its full prompt time, and a banned phrase cut and
+rewritten costs it again.
 
     .venv/bin/python -m bench.writing_aids [--model smollm2-135m] [--max-tokens 128]
         [--requests 4] [--document BOOK.txt] [--write docs/BENCHMARKS.md]

@@ -33,9 +33,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from storyteller.serve import fanout
+from storyteller.serve.engine_params import engine_body
 from storyteller.serve.params import (  # noqa: F401  (ApiError, validate … are imported from here)
-    COMMON, EXTRAS, MAX_N, MAX_TOP_LOGPROBS, ApiError, engine_body, llamacpp_body, rename_model,
-    validate, wanted_logprobs)
+    COMMON, EXTRAS, MAX_N, MAX_TOP_LOGPROBS, ApiError, validate, wanted_logprobs)
 from storyteller.serve.registry import Engine, Registry
 
 OPEN_ROUTES = ("/health",)

@@ -1,11 +1,11 @@
-"""The request parameters the gateway takes, checked one by one, and how each engine gets them.
+"""The request parameters the gateway takes, checked one by one.
 
 Every parameter OpenAI's chat and completions APIs define is accepted (docs/API.md lists what
 each engine does with it): passed on where the engine honours it, dropped where ignoring it
 changes nothing a story needs (`user`, `store`, `metadata`, `service_tier` …), and refused
 with a 400 naming it where the value is invalid or this engine cannot honour it (`tools`: a
 story has none; `logprobs` on transformers serve, which computes none). Pure functions: the
-gateway does the I/O.
+gateway does the I/O; how each engine is then sent them is storyteller.serve.engine_params.
 """
 
 from __future__ import annotations
@@ -325,84 +325,8 @@ def _engine_limits(out: dict, engine_kind: str) -> None:
         out.pop(key, None)
 
 
-# --------------------------------------------------------------------------- to the engine
-
-def engine_body(body: dict, route: str, model: Any, engine_kind: str) -> dict:
-    """The validated request as the engine takes it. `n` is kept for vLLM only: the gateway
-    fans the other engines' requests out itself (storyteller.serve.fanout)."""
-    out = {k: v for k, v in body.items() if v is not None and k not in STEERING}
-    out["model"] = model.engine_model
-    if engine_kind == "vllm":
-        return out  # vLLM takes top_k, min_p, repetition_penalty, n, logprobs … as they are
-    out.pop("n", None)
-    if engine_kind == "llama.cpp":
-        return llamacpp_body(out, route)
-    return transformers_body(out, model)
-
-
-def transformers_body(out: dict, model: Any) -> dict:
-    """transformers serve takes sampling beyond temperature / top_p only as a generation
-    config, which replaces the model's: restate its stop ids and defaults."""
-    limit = out.pop("max_completion_tokens", None) or out.get("max_tokens")
-    temperature = out.get("temperature", 1.0)
-    config = {k: v for k, v in model.generation.items()
-              if k in ("eos_token_id", "pad_token_id", "bos_token_id")}
-    config.update({"do_sample": temperature > 0, "max_new_tokens": limit or
-                   max(1, min(1024, model.max_model_len))})
-    if temperature > 0:
-        config["temperature"] = temperature
-        config["top_p"] = out.get("top_p", 1.0)
-        config["top_k"] = max(0, out.pop("top_k", 0) or 0)
-        if out.get("min_p"):
-            config["min_p"] = out["min_p"]
-    out.pop("top_k", None)
-    out.pop("min_p", None)
-    penalty = out.pop("repetition_penalty", None)
-    if penalty is not None:
-        config["repetition_penalty"] = penalty
-    bias = out.pop("logit_bias", None)
-    if bias:
-        # generate's sequence_bias, one-token sequences (serve's chat route does the same with
-        # logit_bias; its completions route would drop it).
-        config["sequence_bias"] = [[[int(k)], float(v)] for k, v in bias.items()]
-    if limit:
-        out["max_tokens"] = limit
-    out["generation_config"] = json.dumps(config)
-    return out
-
-
-def llamacpp_body(out: dict, route: str = "chat") -> dict:
-    """llama-server's names: repeat_penalty, top_k 0 for no limit, a 32-bit seed (all ones
-    means "random" there, so it is never sent), n_probs for the alternatives (at least 1: with
-    0 it gives no log-probability at all; the gateway trims them back, fanout.LogprobShape).
-
-    A seeded request is computed without the prompt cache: logits from a cached prompt differ
-    from a fresh one's in the last bits (another kernel for one token than for many), which
-    is enough to sample another story, and a seed promises the same story."""
-    if "max_completion_tokens" in out:
-        out["max_tokens"] = out.pop("max_completion_tokens")
-    if "repetition_penalty" in out:
-        out["repeat_penalty"] = out.pop("repetition_penalty")
-    if out.get("top_k", 0) < 0:
-        out["top_k"] = 0
-    if "seed" in out:
-        out["seed"] = out["seed"] % 0xFFFFFFFF
-        out["cache_prompt"] = False
-    if route == "chat" and out.get("logprobs"):
-        out["top_logprobs"] = max(1, out.get("top_logprobs", 0))
-    elif route == "completions" and "logprobs" in out:
-        out["logprobs"] = max(1, out["logprobs"])
-    return out
-
-
 def wanted_logprobs(body: dict, route: str) -> int | None:
     """How many alternatives per token the client asked for (None: no logprobs)."""
     if route == "chat":
         return body.get("top_logprobs", 0) if body.get("logprobs") else None
     return body.get("logprobs")
-
-
-def rename_model(payload: dict, name: str) -> dict:
-    if "model" in payload:
-        payload["model"] = name
-    return payload

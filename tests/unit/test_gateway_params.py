@@ -11,8 +11,9 @@ import pytest
 
 from storyteller.client import TokenChoice, token_choices
 from storyteller.serve import fanout
+from storyteller.serve.engine_params import engine_body
 from storyteller.serve.gateway import ServedModel
-from storyteller.serve.params import ApiError, engine_body, validate
+from storyteller.serve.params import ApiError, validate
 
 MODELS = {"tiny": ServedModel("tiny", "tiny", 512, {}, {"eos_token_id": [2]})}
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "A fox"}]}
