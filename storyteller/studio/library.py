@@ -2,15 +2,17 @@
 
 A story is a title, a premise and controls, with the writer's memory for it (notes, a
 direction for what happens next, phrases it must never use) and how it is written (from a
-premise, or as a document the writer pastes and edits); its versions (generations) each hold the WHOLE text
-of that version, with the exact messages sent, the request, the sampling settings, the model and
-endpoint, how it finished, the writer's stars and comment, and `details` (what the endpoint
-reported: the banned-phrase report, each token's alternatives). When the writer keeps one of
-several candidates, the pick is recorded (`picks`): the kept version chosen over each other.
-Text is stored verbatim: showing it safely is the UI's job.
+premise, or as a document the writer pastes and edits); its versions (generations) each hold
+the WHOLE text of that version, with the exact messages sent, the request, the sampling
+settings, the model and endpoint, how it finished, the writer's stars and comment, and
+`details` (what the endpoint reported: the banned-phrase report, each token's alternatives).
+When the writer keeps one of several candidates, the pick is recorded (`picks`): the kept
+version chosen over each other. Text is stored verbatim: showing it safely is the UI's job.
 
 A library written before notes, direction, banned lists, details and picks existed is brought
-up to date when opened (columns added with their empty defaults; nothing is rewritten). WAL journaling and one lock let the studio's sessions share a file."""
+up to date when opened (columns added with their empty defaults; nothing is rewritten). WAL
+journaling and one lock let the studio's sessions share a file. The records read back (Story,
+Generation, Pick) are storyteller.studio.library_records."""
 
 from __future__ import annotations
 
@@ -20,13 +22,16 @@ import secrets
 import sqlite3
 from collections.abc import Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from storyteller.database import Database
 from storyteller.errors import InputError
+# Generation, Story, Pick and clean_phrases are imported from here too (export, compose, draft).
+from storyteller.studio.library_records import (GENERATION_COLUMNS, STORY_COLUMNS, Generation,
+                                                Pick, Story, clean_phrases, generation_from_row,
+                                                story_from_row)
 
 SCHEMA_VERSION = "2"
 MODES = ("premise", "document")
@@ -101,84 +106,6 @@ def _now() -> str:
 
 def _new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(5)}"
-
-
-@dataclass(frozen=True)
-class Generation:
-    id: str
-    story_id: str
-    parent_id: str | None
-    kind: str  # write | continue | regenerate | edit
-    text: str  # the whole story as of this version
-    messages: list[dict]
-    request: dict
-    settings: dict
-    model: str
-    endpoint: str
-    finish_reason: str | None  # stop | length | stopped | error | None (edits, still streaming)
-    created_at: str
-    stars: int | None
-    comment: str
-    # What the endpoint reported with it: {"steering": {...}, "logprobs": [[token, logprob,
-    # [[alternative, logprob], ...]], ...], "candidates": n, "alternative": {...}}.
-    details: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Story:
-    id: str
-    title: str
-    premise: str
-    controls: dict
-    current_id: str | None
-    created_at: str
-    updated_at: str
-    notes: str = ""
-    direction: str = ""
-    banned: list = field(default_factory=list)
-    mode: str = "premise"
-
-
-@dataclass(frozen=True)
-class Pick:
-    """The writer kept `chosen` out of several candidates, over `rejected`."""
-
-    story_id: str
-    chosen_id: str
-    rejected_id: str
-    created_at: str
-
-
-_GEN_COLUMNS = ("id, story_id, parent_id, kind, text, messages, request, settings, model, "
-                "endpoint, finish_reason, created_at, stars, comment, details")
-_STORY_COLUMNS = ("id, title, premise, controls, current_id, created_at, updated_at, notes, "
-                  "direction, banned, mode")
-
-
-def _generation(row: Sequence[Any]) -> Generation:
-    values = list(row)
-    for index in (5, 6, 7, 14):
-        values[index] = json.loads(values[index] or "null") or ([] if index == 5 else {})
-    return Generation(*values)
-
-
-def _story(row: Sequence[Any]) -> Story:
-    values = list(row)
-    values[3] = json.loads(values[3] or "{}")
-    values[9] = json.loads(values[9] or "[]")
-    return Story(*values)
-
-
-def clean_phrases(phrases: Sequence[str]) -> list[str]:
-    """A banned list as stored: each phrase's spaces collapsed, empty ones and repeats gone
-    (first spelling kept, compared case-blind), in the writer's order."""
-    seen, kept = set(), []
-    for phrase in phrases:
-        phrase = " ".join(str(phrase).split())
-        if phrase and phrase.casefold() not in seen:
-            seen.add(phrase.casefold())
-            kept.append(phrase)
-    return kept
 
 
 class StoryLibrary(Database):
@@ -276,7 +203,7 @@ class StoryLibrary(Database):
             if parent_id is not None:
                 self._owned(story_id, parent_id)
             self._db.execute(
-                f"INSERT INTO generations ({_GEN_COLUMNS}) VALUES "
+                f"INSERT INTO generations ({GENERATION_COLUMNS}) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '', ?)",
                 (generation_id, story_id, parent_id, kind, text, json.dumps(list(messages)),
                  json.dumps(dict(request or {})), json.dumps(dict(settings or {})), model,
@@ -337,22 +264,22 @@ class StoryLibrary(Database):
     # ----------------------------------------------------------------------------- reading
 
     def story(self, story_id: str) -> Story:
-        rows = self._read(f"SELECT {_STORY_COLUMNS} FROM stories WHERE id = ?", (story_id,))
+        rows = self._read(f"SELECT {STORY_COLUMNS} FROM stories WHERE id = ?", (story_id,))
         if not rows:
             raise KeyError(f"no story {story_id!r} in the library")
-        return _story(rows[0])
+        return story_from_row(rows[0])
 
     def generations(self, story_id: str) -> list[Generation]:
-        rows = self._read(f"SELECT {_GEN_COLUMNS} FROM generations WHERE story_id = ? "
+        rows = self._read(f"SELECT {GENERATION_COLUMNS} FROM generations WHERE story_id = ? "
                           "ORDER BY created_at, rowid", (story_id,))
-        return [_generation(row) for row in rows]
+        return [generation_from_row(row) for row in rows]
 
     def generation(self, generation_id: str) -> Generation:
-        rows = self._read(f"SELECT {_GEN_COLUMNS} FROM generations WHERE id = ?",
+        rows = self._read(f"SELECT {GENERATION_COLUMNS} FROM generations WHERE id = ?",
                           (generation_id,))
         if not rows:
             raise KeyError(f"no version {generation_id!r} in the library")
-        return _generation(rows[0])
+        return generation_from_row(rows[0])
 
     def current_text(self, story_id: str) -> str:
         rows = self._read("SELECT g.text FROM stories s JOIN generations g ON g.id = s.current_id "
@@ -361,7 +288,7 @@ class StoryLibrary(Database):
 
     def search(self, query: str = "", limit: int = 200) -> list[Story]:
         """Newest first; every word of `query` in the title, the premise or some version."""
-        sql = f"SELECT {_STORY_COLUMNS} FROM stories s"
+        sql = f"SELECT {STORY_COLUMNS} FROM stories s"
         conditions, args = [], []
         for word in query.split():
             pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -372,15 +299,16 @@ class StoryLibrary(Database):
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
         rows = self._read(sql + " ORDER BY updated_at DESC, rowid DESC LIMIT ?", (*args, limit))
-        return [_story(row) for row in rows]
+        return [story_from_row(row) for row in rows]
 
     def rated(self, min_stars: int | None = None) -> list[tuple[Story, Generation]]:
-        rows = self._read(f"SELECT {_GEN_COLUMNS} FROM generations WHERE stars IS NOT NULL "
-                          "AND stars >= ? ORDER BY created_at, rowid", (min_stars or 1,))
+        rows = self._read(f"SELECT {GENERATION_COLUMNS} FROM generations "
+                          "WHERE stars IS NOT NULL AND stars >= ? ORDER BY created_at, rowid",
+                          (min_stars or 1,))
         stories: dict[str, Story] = {}
         pairs = []
         for row in rows:
-            generation = _generation(row)
+            generation = generation_from_row(row)
             if generation.story_id not in stories:
                 stories[generation.story_id] = self.story(generation.story_id)
             pairs.append((stories[generation.story_id], generation))
