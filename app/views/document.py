@@ -1,18 +1,19 @@
 """Document: the whole story in one text area, continued by the model at its end or where the
 writer types [continue here]; notes and a direction the model reads with every request; a
 banned list; several candidates side by side; the words the model weighed, to branch from.
-Every change is a version in the library, saved before any request."""
+Every change is a version in the library, saved before any request. The candidates and the
+word choices are drawn by document_choices.py; what a request asks and keeps is
+document_requests.py."""
 
 from __future__ import annotations
 
-import math
-import time
-
 import streamlit as st
 
+import document_choices
 import studio_ui as ui
 import writing
-from storyteller.client import ClientError, Completion, story_messages
+from document_requests import branch_version, requested_extras, stream_into, token_list
+from storyteller.client import ClientError, story_messages
 from storyteller.prompts import SYSTEM_PROMPT
 from storyteller.sampling import STUDIO_PRESETS
 from storyteller.studio import draft
@@ -34,7 +35,6 @@ from storyteller.studio.context import approximate_tokens, build_context
 from storyteller.studio.export import file_stem, story_html, story_json, story_markdown
 
 ANY = "(any)"
-TOP = 5  # alternatives asked per token (the endpoint gives 5 at most)
 
 cfg = ui.config()
 lib = ui.library()
@@ -240,24 +240,7 @@ with right:
 # ------------------------------------------------------------------------------ candidates
 shown = st.session_state.get("doc_candidates_shown")
 if story is not None and shown and shown.get("story") == story.id:
-    by_id = draft.by_id(versions)
-    members = [by_id[i] for i in shown["ids"] if i in by_id]
-    if len(members) > 1:
-        st.subheader("Candidates")
-        st.caption("Keep one: it becomes the story, the others stay as versions, and your pick "
-                   "is recorded as preferred over them (Library → Preference pairs).")
-        for column, member in zip(st.columns(len(members)), members, strict=True):
-            with column.container(border=True, key=f"candidate_{member.id}"):
-                st.text(member.details.get("answer", member.text) or " ", width="stretch")
-                writing.steering_report(member.details)
-                if st.button("Keep this one", key=f"keep_{member.id}",
-                             icon=":material/check:"):
-                    lib.record_pick(story.id, member.id,
-                                    [m.id for m in members if m.id != member.id])
-                    st.session_state.doc_history = st.session_state.doc_history.moved(
-                        current.id if current else None, member.id)
-                    st.session_state.pop("doc_candidates_shown")
-                    st.rerun()
+    document_choices.candidates(lib, story.id, versions, current, shown["ids"])
 
 # ------------------------------------------------------------------------------ word alternatives
 tokens = (current.details.get("logprobs") if current is not None else None) or []
@@ -267,68 +250,13 @@ if current is not None and not tokens and current.kind == "continue" and \
                   "the words the model weighed; serve with llama.cpp or vLLM to see them.")
 if tokens and not shown:
     with right.expander("Word alternatives", expanded=False):
-        words = [w for w in draft.words_of(tokens) if w.text.strip() and w.alternatives]
-        st.caption("The words the model weighed for its latest text. Pick a word, then "
-                   "another choice: the story is rewritten from there as a new version.")
-        word = st.selectbox("Word", words, format_func=writing.alternative_label,
-                            key=f"alt_word_{current.id}")
-        if word is not None:
-            options = [alt for alt in word.alternatives]
-            choice = st.radio("Alternatives", range(len(options)),
-                              format_func=lambda i: f"{options[i][0].strip() or '⏎'} · "
-                                                    f"{writing.probability(options[i][1])}",
-                              key=f"alt_choice_{current.id}_{word.index}")
-            branch = st.button("Branch from here", key="alt_branch", icon=":material/call_split:",
-                               disabled=not connection.ready)
-            if branch:
-                st.session_state.doc_branch = {"word": word.index,
-                                               "alternative": options[choice][0]}
+        document_choices.word_alternatives(current, tokens, connection.ready)
 
 
 # ------------------------------------------------------------------------------ generating
 def banned_list() -> list[str]:
     mine, _ = parse_banned(st.session_state.get(_memory_key("banned"), ""))
     return banned_for(cfg.banned, lib.global_banned(), mine)
-
-
-def requested_extras(banned: list[str]) -> dict:
-    """The request's extras: the words the model weighed (every request, with a banned list
-    and when continuing a branch too: the endpoint keeps them aligned with the text it cuts)
-    where the model's engine computes them (its /v1/models capabilities), and the banned list."""
-    extras: dict = {"logprobs": True, "top_logprobs": TOP} if offers_alternatives(
-        connection.model) else {}
-    if banned:
-        extras["banned"] = banned
-    return extras
-
-
-def token_list(completion: Completion) -> list:
-    return [[t.token, t.logprob, [list(a) for a in t.alternatives]]
-            for t in (getattr(completion, "logprobs", None) or [])]
-
-
-def stream_into(messages, sampling, extras, show_before: str) -> tuple[str, Completion | None,
-                                                                        Exception | None]:
-    """Stream one answer, drawing it as it comes; (its text, the final Completion, the error
-    that ended it)."""
-    pieces, final = [], None
-    stream = connection.client.stream(connection.model.id, messages, sampling, **extras)
-    try:
-        last = 0.0
-        for piece in stream:
-            if isinstance(piece, Completion):
-                final = piece
-                break
-            if isinstance(piece, str):
-                pieces.append(piece)
-            if time.monotonic() - last > 0.1:
-                live.text(show_before + "".join(pieces), width="stretch")
-                last = time.monotonic()
-    except ClientError as error:
-        return "".join(pieces), None, error
-    finally:
-        stream.close()
-    return (final.text if final is not None and final.text else "".join(pieces)), final, None
 
 
 def continue_story() -> None:
@@ -353,7 +281,7 @@ def continue_story() -> None:
     count, note = candidate_count(asked, cfg)
     if note:
         notice.info(note)
-    extras = requested_extras(banned_list())
+    extras = requested_extras(model, banned_list())
     sent = [{"name": p.name, "tokens": p.tokens, "cut": p.cut} for p in context.parts]
     common = dict(messages=messages, request=draft.request_to_json(context.request),
                   settings=settings_json(preset_name, sampling), model=model.id,
@@ -379,7 +307,8 @@ def continue_story() -> None:
             ids.append(made.id)
         st.session_state.doc_candidates_shown = {"story": story.id, "ids": ids}
         st.rerun()
-    answer, final, error = stream_into(messages, sampling, extras, "")
+    answer, final, error = stream_into(connection.client, model.id, live, messages, sampling,
+                                       extras, "")
     if answer:
         whole, start = draft.insert_continuation(split, answer)
         made = lib.add_generation(
@@ -406,34 +335,19 @@ def branch_story(word_index: int, alternative: str) -> None:
     words = draft.words_of(tokens)
     word = next(w for w in words if w.index == word_index)
     prefix = draft.branch_prefix(tokens, word, alternative)
-    chosen_logprob = math.log(max(1e-9, dict(word.alternatives).get(alternative, 1e-9)))
     model = connection.model
     sampling = sampling_for(preset_name, advanced, cfg, model)
     messages = [m for m in current.messages if m.get("role") != "assistant"]
-    extras = {**requested_extras(banned_list()), "continue_final_message": True}
-    more, final, error = stream_into([*messages, {"role": "assistant", "content": prefix}],
+    extras = {**requested_extras(model, banned_list()), "continue_final_message": True}
+    more, final, error = stream_into(connection.client, model.id, live,
+                                     [*messages, {"role": "assistant", "content": prefix}],
                                      sampling, extras, prefix)
-    start = int(current.details.get("inserted_at", 0))
-    old = str(current.details.get("answer", ""))
-    answer = prefix + more
-    whole = current.text[:start] + answer + current.text[start + len(old):]
-    head_tokens, position = [], 0
-    for token in tokens:
-        if position >= word.start:
-            break
-        head_tokens.append(token)
-        position += len(token[0])
+    whole, details = branch_version(current, tokens, word, alternative, prefix + more, final)
     made = lib.add_generation(
         story.id, kind="continue", text=whole, parent_id=current.parent_id,
         messages=messages, request=current.request, settings=settings_json(preset_name, sampling),
         model=model.id, endpoint=connection.client.endpoint,
-        finish_reason=(final.finish_reason or "stop") if final else "error",
-        details={"answer": answer, "inserted_at": start, "context": current.details.get("context"),
-                 "alternative": {"word": word.text.strip(), "chosen": alternative.strip()},
-                 "logprobs": head_tokens + [[alternative, chosen_logprob,
-                                             [[alternative, chosen_logprob]]]]
-                 + (token_list(final) if final else []),
-                 "steering": (getattr(final, "steering", None) or {}) if final else {}})
+        finish_reason=(final.finish_reason or "stop") if final else "error", details=details)
     st.session_state.doc_history = st.session_state.doc_history.moved(current.id, made.id)
     if error is not None:
         with notice:
