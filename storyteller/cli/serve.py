@@ -44,8 +44,8 @@ def serve(
 
     On a CUDA GPU with vLLM installed the engine is `vllm serve` (served name, max model length,
     chat template, adapters with --enable-lora, tensor parallelism over the GPUs); otherwise
-    llama.cpp's llama-server on the CPU (built by set-up; the model is converted to a float32
-    GGUF once), or `transformers serve` where that is not built (--set cpu.backend=transformers
+    llama.cpp's llama-server on the CPU (built by set-up; the model is converted once to an
+    8-bit q8_0 GGUF, --set cpu.weights=f32 for its own float32 numbers), or `transformers serve` where that is not built (--set cpu.backend=transformers
     picks it). Either way clients get the same API from
     storyteller's gateway: /v1/chat/completions and /v1/completions (streaming and not),
     /v1/models (with each model's genres, styles and control schema) and /health, with

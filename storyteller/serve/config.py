@@ -45,11 +45,13 @@ class CpuConfig:
     # docs/BENCHMARKS.md), else f16, llama.cpp's own default. f32 is the slowest here.
     kv_cache: Literal["auto", "f16", "bf16", "f32"] = "auto"
     # llama.cpp: the weights' GGUF number type, converted from the model directory once per
-    # type and cached (storyteller.serve.llamacpp.WEIGHTS). f32: the merged model's own
-    # numbers; bf16 / f16: half the size; q8_0: 8-bit blocks, a quarter the size; q4_k_m:
-    # 4-5-bit blocks (needs llama-quantize, built by scripts/llama-cpp.sh). Speed and greedy
-    # fidelity of each: docs/BENCHMARKS.md, "Quantised CPU serving".
-    weights: Literal["f32", "bf16", "f16", "q8_0", "q4_k_m"] = "f32"
+    # type and cached (storyteller.serve.llamacpp.WEIGHTS). q8_0 (8-bit blocks, a quarter the
+    # size) by default: one stream 1.7-1.8x float32's tokens/s, 8 streams 1.2x, and its stories
+    # through the endpoint no worse than float32's on any quality metric of the quickstart
+    # evaluation (paired intervals; they are ~9% shorter). f32: the merged model's own numbers
+    # (served stories equal in-process ones); bf16 / f16: half the size; q4_k_m: 4-5-bit
+    # blocks (needs llama-quantize). docs/BENCHMARKS.md, "Quantised CPU serving".
+    weights: Literal["f32", "bf16", "f16", "q8_0", "q4_k_m"] = "q8_0"
     # llama.cpp: more llama-server flags, appended as given (e.g. ["--poll", "0"]).
     extra_args: list[str] = field(default_factory=list)
     # transformers serve only, from here on.

@@ -54,8 +54,10 @@ def model_dir(run_dir, tmp_path_factory) -> Path:
 # default, built by set-up) and transformers serve (where it is not built).
 @pytest.fixture(scope="module", params=["llama.cpp", "transformers"])
 def server(model_dir, request):
+    # Float32 weights: these tests check that the endpoint's stories are the merged model's
+    # own (greedy equal to in-process), which the default q8_0 weights do not promise.
     process, url = start_server(model_dir, "--api-key", KEY, "--set",
-                                f"cpu.backend={request.param}")
+                                f"cpu.backend={request.param}", "--set", "cpu.weights=f32")
     yield url
     stop_server(process)
 
