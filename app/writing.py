@@ -1,15 +1,18 @@
-"""What the Document page draws besides the document itself: who wrote what, the context
-inspector, the banned lists, candidates side by side and word alternatives. UI only: the rules
-are in storyteller.studio (draft, compose, context, export)."""
+"""What the writing pages draw besides the story itself: who wrote what and the context
+inspector (Document), the banned lists and the endpoint's report on them, and the labels of
+word alternatives (Write and Document; candidates and alternatives are story_choices.py). UI
+only: the rules are in storyteller.studio (draft, compose, context, export)."""
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
 import streamlit as st
 
 import studio_ui as ui
 from storyteller.studio import draft
+from storyteller.studio.compose import banned_for, parse_banned
 
 # Above this many characters the "who wrote what" view shows the story's end only: the whole
 # of a novel-length paste would be a page the browser redraws on every click.
@@ -74,3 +77,45 @@ def alternative_label(word: draft.Word) -> str:
 
 def probability(value: float) -> str:
     return f"{value:.0%}" if value >= 0.01 else f"{value:.1%}"
+
+
+def started(key: str, value: str) -> str:
+    """A widget key holding `value` until the writer changes it (set here, never passed as
+    the widget's value too, so a callback may replace it)."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+    return key
+
+
+def _add_overused(key: str, saved: Callable[[], None]) -> None:
+    from storyteller.overused import overused_phrases
+
+    mine, _ = parse_banned(st.session_state.get(key, ""))
+    st.session_state[key] = "\n".join(banned_for(mine, overused_phrases()))
+    saved()
+
+
+def banned_panel(lib, config, key: str, saved: Callable[[], None], prefix: str) -> None:
+    """The banned lists, inside the page's expander: the story's own (a text area under `key`,
+    which the page has started with the story's list; `saved` keeps a change), the built-in
+    over-used phrases one click away, and the writer's list for every story (kept in the
+    library, so both pages send the same one)."""
+    st.text_area("This story's banned list", key=key, height=100, on_change=saved,
+                 help="One word or phrase a line. A word is kept out by its first tokens; a "
+                      "phrase is cut and rewritten when it appears.")
+    st.button("Add the over-used phrases", key=f"{prefix}_overused", on_click=_add_overused,
+              args=(key, saved),
+              help="Phrases the default model writes far more often than people do "
+                   "(measured on its own stories).")
+    global_text = st.text_area("Banned in every story",
+                               key=started(f"{prefix}_global_banned",
+                                           "\n".join(lib.global_banned())), height=80)
+    if st.button("Save the global list", key=f"{prefix}_save_global"):
+        phrases, problems = parse_banned(global_text)
+        for problem in problems:
+            st.error(problem)
+        if not problems:
+            lib.set_global_banned(phrases)
+            st.toast(f"{len(phrases)} phrases banned in every story")
+    if config.banned:
+        st.caption(f"The studio config bans {len(config.banned)} more.")

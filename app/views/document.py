@@ -2,31 +2,35 @@
 writer types [continue here]; notes and a direction the model reads with every request; a
 banned list; several candidates side by side; the words the model weighed, to branch from.
 Every change is a version in the library, saved before any request. The candidates and the
-word choices are drawn by document_choices.py; what a request asks and keeps is
-document_requests.py."""
+word choices are drawn by story_choices.py and the banned lists by writing.py (the Write page
+uses both too); what a request asks and keeps is story_requests.py."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-import document_choices
+import story_choices
 import studio_ui as ui
 import writing
-from document_requests import branch_version, requested_extras, stream_into, token_list
+from story_requests import (
+    answer_details,
+    banned_to_send,
+    branch_version,
+    requested_extras,
+    stream_into,
+)
 from storyteller.client import ClientError, story_messages
 from storyteller.prompts import SYSTEM_PROMPT
 from storyteller.sampling import STUDIO_PRESETS
 from storyteller.studio import draft
 from storyteller.studio.compose import (
     Advanced,
-    banned_for,
     candidate_count,
     check_document,
     check_memory,
     context_budget,
     model_controls,
     notes_problem,
-    offers_alternatives,
     parse_banned,
     sampling_for,
     settings_json,
@@ -48,12 +52,8 @@ def _memory_key(name: str) -> str:
     return f"doc_{name}_{story.id if story else 'new'}"
 
 
-def _start(key: str, value: str) -> str:
-    """A widget key holding `value` until the writer changes it (set here, never passed as
-    the widget's value too, so a callback may replace it)."""
-    if key not in st.session_state:
-        st.session_state[key] = value
-    return key
+# A widget key holding a value until the writer changes it (writing.py; the Write page's too).
+_start = writing.started
 
 
 def save_text(text: str) -> None:
@@ -89,14 +89,6 @@ def _memory_changed() -> None:
                    banned=parse_banned(st.session_state.get(_memory_key("banned"), ""))[0])
 
 
-def _add_overused() -> None:
-    from storyteller.overused import overused_phrases
-
-    mine, _ = parse_banned(st.session_state.get(_memory_key("banned"), ""))
-    st.session_state[_memory_key("banned")] = "\n".join(banned_for(mine, overused_phrases()))
-    _memory_changed()
-
-
 left, right = st.columns([2, 3], gap="large")
 
 # ------------------------------------------------------------------------------ memory, settings
@@ -129,27 +121,9 @@ with left:
                                  accept_new_options=True)
             controls[control.name] = "" if value in (None, ANY) else value
     with st.expander("Banned words and phrases", expanded=bool(story and story.banned)):
-        banned_text = st.text_area(
-            "This story's banned list",
-            key=_start(_memory_key("banned"), "\n".join(story.banned) if story else ""),
-            height=100, on_change=_memory_changed,
-            help="One word or phrase a line. A word is kept out by its first tokens; a phrase "
-                 "is cut and rewritten when it appears.")
-        st.button("Add the over-used phrases", key="doc_overused", on_click=_add_overused,
-                  help="Phrases the default model writes far more often than people do "
-                       "(measured on its own stories).")
-        global_text = st.text_area("Banned in every story",
-                                   key=_start("doc_global_banned",
-                                              "\n".join(lib.global_banned())), height=80)
-        if st.button("Save the global list", key="doc_save_global"):
-            phrases, problems = parse_banned(global_text)
-            for problem in problems:
-                st.error(problem)
-            if not problems:
-                lib.set_global_banned(phrases)
-                st.toast(f"{len(phrases)} phrases banned in every story")
-        if cfg.banned:
-            st.caption(f"The studio config bans {len(cfg.banned)} more.")
+        writing.banned_panel(lib, cfg, _start(
+            _memory_key("banned"), "\n".join(story.banned) if story else ""),
+            _memory_changed, "doc")
     preset_name = st.segmented_control("Sampling", STUDIO_PRESETS,
                                        key=ui.kept("doc_preset", "balanced")) or "balanced"
     row = st.columns(3)
@@ -239,24 +213,20 @@ with right:
 
 # ------------------------------------------------------------------------------ candidates
 shown = st.session_state.get("doc_candidates_shown")
-if story is not None and shown and shown.get("story") == story.id:
-    document_choices.candidates(lib, story.id, versions, current, shown["ids"])
+if story_choices.pending(shown, story, versions):
+    story_choices.candidates(lib, story.id, versions, shown, "doc_history",
+                             "doc_candidates_shown")
 
 # ------------------------------------------------------------------------------ word alternatives
 tokens = (current.details.get("logprobs") if current is not None else None) or []
-if current is not None and not tokens and current.kind == "continue" and \
-        not offers_alternatives(connection.model):
-    right.caption("Word alternatives: this endpoint's engine (transformers serve) does not give "
-                  "the words the model weighed; serve with llama.cpp or vLLM to see them.")
-if tokens and not shown:
-    with right.expander("Word alternatives", expanded=False):
-        document_choices.word_alternatives(current, tokens, connection.ready)
+if not shown:
+    story_choices.alternatives_section(right, current, connection.model, connection.ready,
+                                       "doc_branch")
 
 
 # ------------------------------------------------------------------------------ generating
 def banned_list() -> list[str]:
-    mine, _ = parse_banned(st.session_state.get(_memory_key("banned"), ""))
-    return banned_for(cfg.banned, lib.global_banned(), mine)
+    return banned_to_send(cfg, lib, st.session_state.get(_memory_key("banned"), ""))
 
 
 def continue_story() -> None:
@@ -301,11 +271,11 @@ def continue_story() -> None:
             made = lib.add_generation(
                 story.id, kind="continue", text=whole, parent_id=current.id,
                 finish_reason=answer.finish_reason, make_current=False,
-                details={"answer": answer.text, "inserted_at": start, "context": sent,
-                         "candidates": count, "logprobs": token_list(answer),
-                         "steering": getattr(answer, "steering", None) or {}}, **common)
+                details=answer_details(answer.text, start, answer, context=sent,
+                                       candidates=count), **common)
             ids.append(made.id)
-        st.session_state.doc_candidates_shown = {"story": story.id, "ids": ids}
+        st.session_state.doc_candidates_shown = {"story": story.id, "ids": ids,
+                                                 "before": current.id}
         st.rerun()
     answer, final, error = stream_into(connection.client, model.id, live, messages, sampling,
                                        extras, "")
@@ -314,10 +284,7 @@ def continue_story() -> None:
         made = lib.add_generation(
             story.id, kind="continue", text=whole, parent_id=current.id,
             finish_reason=(final.finish_reason or "stop") if final else "error",
-            details={"answer": answer, "inserted_at": start, "context": sent,
-                     "logprobs": token_list(final) if final else [],
-                     "steering": (getattr(final, "steering", None) or {}) if final else {}},
-            **common)
+            details=answer_details(answer, start, final, context=sent), **common)
         st.session_state.doc_history = st.session_state.doc_history.moved(current.id, made.id)
     if error is not None:
         with notice:

@@ -1,13 +1,26 @@
 """Write: premise, title and controls in; a story streams out. Continue it, regenerate it into
-branches, edit it, undo, rate it, export it. Every version is saved in the library as it grows."""
+branches, edit it, undo, rate it, export it. Every version is saved in the library as it grows.
+The Document page's writing aids work here the same way (story_choices.py, story_requests.py,
+writing.py): several candidates side by side to keep one of, the banned lists sent with every
+request, and the words the model weighed, to branch the story from one."""
 
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import streamlit as st
 
+import story_choices
 import studio_ui as ui
+import writing
+from story_requests import (
+    answer_details,
+    banned_to_send,
+    branch_details,
+    requested_extras,
+    stream_into,
+)
 from storyteller.client import ClientError, Completion, story_messages
 from storyteller.prompts import SYSTEM_PROMPT, render_style_rule, story_request
 from storyteller.ratings.scales import SCALE_MAX
@@ -16,8 +29,10 @@ from storyteller.sampling import preset as named_preset
 from storyteller.studio import draft
 from storyteller.studio.compose import (
     Advanced,
+    candidate_count,
     check_inputs,
     model_controls,
+    parse_banned,
     sampling_for,
     settings_json,
 )
@@ -31,6 +46,29 @@ cfg = ui.config()
 lib = ui.library()
 connection = ui.connection_sidebar()
 st.session_state.setdefault("history", draft.History())
+
+story_id = st.session_state.get("story_id")
+if story_id and st.session_state.get("stop"):
+    # The run after a Stop click: the interrupted run is still saving what it had; wait for it
+    # (briefly) so the page shows the stopped version, not its last autosave.
+    for _ in range(40):
+        latest = lib.story(story_id).current_id if story_id else None
+        if latest is None or lib.generation(latest).finish_reason is not None:
+            break
+        time.sleep(0.05)
+story, versions, current = ui.open_story(lib, "story_id")
+story_id = story.id if story else None
+# Candidates written side by side, until the writer keeps one: {story, ids, before}.
+offered = st.session_state.get("w_candidates_shown")
+waiting = story_choices.pending(offered, story, versions)
+# The banned list on show: the open story's (kept in the library), or the next story's.
+banned_key = f"w_banned_{story_id or 'new'}"
+
+
+def _banned_saved(story_id: str | None, key: str) -> None:
+    if story_id:
+        lib.set_memory(story_id, banned=parse_banned(st.session_state.get(key, ""))[0])
+
 
 left, right = st.columns([2, 3], gap="large")
 
@@ -80,28 +118,26 @@ with left:
     advanced = Advanced(temperature, top_p, min_p, penalty, int(max_tokens),
                         int(seed) if seed is not None else None) if own else \
         Advanced(max_tokens=int(max_tokens), seed=int(seed) if seed is not None else None)
+    with st.expander("Banned words and phrases", expanded=bool(story and story.banned)):
+        writing.banned_panel(lib, cfg, writing.started(
+            banned_key, "\n".join(story.banned) if story else ""),
+            partial(_banned_saved, story_id, banned_key), "w")
     ui.keep("w_title", "w_premise", "w_preset", "w_own", "w_max_tokens", "w_seed",
-            *[f"w_{name}" for name in controls])
-    write = st.button("Write", type="primary", icon=":material/edit:", key="write",
-                      disabled=not connection.ready, width="stretch")
+            "w_candidates", *[f"w_{name}" for name in controls])
+    row = st.columns([1, 2], vertical_alignment="bottom")
+    asked = row[0].number_input("Candidates", 1, cfg.max_candidates,
+                                key=ui.kept("w_candidates", 1),
+                                help=f"Write, Continue and Regenerate write up to "
+                                     f"{cfg.max_candidates} side by side; keep the best, and "
+                                     "your pick is recorded as preferred.")
+    write = row[1].button("Write", type="primary", icon=":material/edit:", key="write",
+                          disabled=not connection.ready, width="stretch")
     if not connection.ready:
         st.caption("Connect to an endpoint in the sidebar to write.")
 
 # ------------------------------------------------------------------------------ the story
-story_id = st.session_state.get("story_id")
-story = versions = current = None
-if story_id and st.session_state.get("stop"):
-    # The run after a Stop click: the interrupted run is still saving what it had; wait for it
-    # (briefly) so the page shows the stopped version, not its last autosave.
-    for _ in range(40):
-        latest = lib.story(story_id).current_id if story_id else None
-        if latest is None or lib.generation(latest).finish_reason is not None:
-            break
-        time.sleep(0.05)
-story, versions, current = ui.open_story(lib, "story_id")
-story_id = story.id if story else None
-
 action = None
+tokens: list = []
 with right:
     notice = st.container()
     if story is None:
@@ -111,17 +147,30 @@ with right:
         set_controls = [f"{k}: {v}" for k, v in story.controls.items() if v]
         if set_controls:
             st.caption(ui.plain(" · ".join(set_controls)))
-        ui.version_picker(lib, story.id, versions, story.current_id, "history",
-                          f"branch_{story.id}_{story.current_id}")
-    box = st.container(border=story is not None, key="story_box")
+        if not waiting:
+            ui.version_picker(lib, story.id, versions, story.current_id, "history",
+                              f"branch_{story.id}_{story.current_id}")
+    # While candidates wait, the story so far is shown above them (none for a first draft).
+    before = current if current is not None and not (waiting and current.id in offered["ids"]) \
+        else None
+    box = st.container(border=story is not None and (before is not None or not waiting),
+                       key="story_box")
     with box:
         story_slot = st.empty()
     stop_slot = st.empty()
-    if current is not None:
+    if waiting:
+        if before is not None:
+            story_slot.text(before.text or " ", width="stretch")
+        st.info(f"{len(offered['ids'])} candidates below: keep one to go on. The others stay as "
+                "versions.")
+    elif current is not None:
         story_slot.text(current.text or " ", width="stretch")
         note = FINISH_NOTES.get(current.finish_reason or "", "")
         st.caption(f"{draft.word_count(current.text):,} words" + (f" · {note}" if note else "")
                    + (f" · {ui.plain(current.model)}" if current.model else ""))
+        writing.steering_report(current.details)
+        tokens = story_choices.alternatives_section(st.container(), current, connection.model,
+                                                    connection.ready, "w_branch")
         row = st.container(horizontal=True, vertical_alignment="center")
         if row.button("Continue", icon=":material/arrow_forward:", key="continue",
                       disabled=not connection.ready):
@@ -139,6 +188,8 @@ with right:
         if row.button("New story", icon=":material/add:", key="new_story"):
             st.session_state.story_id = None
             st.session_state.history = draft.History()
+            st.session_state.pop("w_candidates_shown", None)
+            st.session_state.pop("w_banned_new", None)
             st.rerun()
         editing = row.toggle("Edit", key=f"editing_{current.id}")
         final = st.checkbox("Let the next part end the story", key="w_final")
@@ -167,6 +218,9 @@ with right:
                                 f"{stem}.txt", "text/plain", on_click="ignore",
                                 icon=":material/download:")
     st.caption(ui.library_caption())
+
+if waiting:
+    story_choices.candidates(lib, story.id, versions, offered, "history", "w_candidates_shown")
 
 if write:
     action = "write"
@@ -199,22 +253,64 @@ def generate(action: str) -> bool:
                                              versions, current.id, final)
         messages, parent, base_text = story_messages(request, system), current.id, current.text
         kind = "continue"
+    banned_text = st.session_state.get(banned_key, "")
+    problems = parse_banned(banned_text)[1]
+    for problem in problems:
+        notice.error(problem)
+    if problems:
+        return False
+    extras = requested_extras(model, banned_to_send(cfg, lib, banned_text))
+    count, note = candidate_count(asked, cfg)
+    if note:
+        notice.info(note)
     # Write starts a new story; the other actions add a version to the open one.
     target = {"story": None if action == "write" else story, "generation": None}
-    shown, finish = base_text, None
+
+    def new_story() -> None:
+        target["story"] = lib.create_story(title.strip(), premise.strip(),
+                                           dict(request.controls),
+                                           banned=parse_banned(banned_text)[0])
+        st.session_state.story_id = target["story"].id
+
+    made_as = dict(kind=kind, parent_id=parent, messages=messages,
+                   request=draft.request_to_json(request),
+                   settings=settings_json(preset_name, sampling), model=model.id,
+                   endpoint=client.endpoint)
+    if count > 1:
+        with st.spinner(f"Writing {count} candidates…"):
+            try:
+                answers = client.candidates(model.id, messages, sampling, count, **extras)
+            except ClientError as error:
+                with notice:
+                    ui.show_problem(error)
+                return False
+        if target["story"] is None:
+            new_story()
+        ids = []
+        for index, answer in enumerate(answers):
+            whole, start = draft.continued(base_text, answer.text)
+            # A first draft's first candidate is the story's version until one is kept, so a
+            # story is never left without one; a later action's candidates wait beside it.
+            made = lib.add_generation(
+                target["story"].id, text=whole, finish_reason=answer.finish_reason or "stop",
+                details=answer_details(whole[start:], start, answer, candidates=count),
+                make_current=action == "write" and index == 0, **made_as)
+            ids.append(made.id)
+        if action == "write":
+            st.session_state.history = draft.History()
+        st.session_state.w_candidates_shown = {
+            "story": target["story"].id, "ids": ids,
+            "before": None if action == "write" else current.id}
+        return True
+    shown, finish, completion = base_text, None, None
 
     def save(text: str, reason: str | None) -> None:
         # Rows are made on the first piece: a request that fails at once leaves nothing behind.
         if target["story"] is None:
-            target["story"] = lib.create_story(title.strip(), premise.strip(),
-                                               dict(request.controls))
-            st.session_state.story_id = target["story"].id
+            new_story()
         if target["generation"] is None:
-            target["generation"] = lib.add_generation(
-                target["story"].id, kind=kind, text=text, parent_id=parent, messages=messages,
-                request=draft.request_to_json(request),
-                settings=settings_json(preset_name, sampling),
-                model=model.id, endpoint=client.endpoint, finish_reason=reason)
+            target["generation"] = lib.add_generation(target["story"].id, text=text,
+                                                      finish_reason=reason, **made_as)
             if action == "write":
                 st.session_state.history = draft.History()
             else:
@@ -223,17 +319,17 @@ def generate(action: str) -> bool:
         else:
             lib.update_text(target["generation"].id, text, reason)
 
-    stream = client.stream(model.id, messages, sampling)
+    stream = client.stream(model.id, messages, sampling, **extras)
     stop_slot.button("Stop", icon=":material/stop:", key="stop")
     last_save = last_draw = 0.0
-    piece_text = ""
+    piece_text, start = "", 0
     try:
         for piece in stream:
             if isinstance(piece, Completion):
-                finish = piece.finish_reason or "stop"
+                finish, completion = piece.finish_reason or "stop", piece
                 break
             piece_text += piece
-            shown = draft.join_continuation(base_text, piece_text) if base_text else piece_text
+            shown, start = draft.continued(base_text, piece_text)
             # Each draw sends the whole text so far to the browser: at most 10 a second.
             if time.monotonic() - last_draw > 0.1:
                 story_slot.text(shown, width="stretch")
@@ -252,9 +348,58 @@ def generate(action: str) -> bool:
         stream.close()
         if piece_text:
             save(shown, finish or "stopped")
+            # What the answer was, its words' alternatives and the banned-list report.
+            lib.set_details(target["generation"].id,
+                            answer_details(shown[start:], start, completion))
     return finish not in (None, "error")
 
 
-if action and connection.ready:
+def branch(word_index: int, alternative: str) -> bool:
+    """A new version beside the current one: its latest part up to the word, the chosen
+    alternative, and the model's continuation of that (continue_final_message: the assistant
+    message is the part so far, the whole story for a first draft). True when done."""
+    word = next((w for w in draft.words_of(tokens) if w.index == word_index), None)
+    if word is None:
+        return False
+    prefix = draft.branch_prefix(tokens, word, alternative)
+    model, client = connection.model, connection.client
+    sampling = sampling_for(preset_name, advanced, cfg, model)
+    banned_text = st.session_state.get(banned_key, "")
+    problems = parse_banned(banned_text)[1]
+    for problem in problems:
+        notice.error(problem)
+    if problems:
+        return False
+    # A continuation's part follows the version it grew from; a first draft is all its own.
+    base = draft.by_id(versions)[current.parent_id].text \
+        if current.kind == "continue" and current.parent_id else ""
+    messages = [m for m in current.messages if m.get("role") != "assistant"]
+    extras = {**requested_extras(model, banned_to_send(cfg, lib, banned_text)),
+              "continue_final_message": True}
+    more, completion, error = stream_into(client, model.id, story_slot,
+                                     [*messages, {"role": "assistant", "content": prefix}],
+                                     sampling, extras, draft.continued(base, prefix)[0])
+    whole, start = draft.continued(base, prefix + more)
+    made = lib.add_generation(
+        story.id, kind="continue" if current.kind == "continue" else "regenerate", text=whole,
+        parent_id=current.parent_id, messages=messages, request=current.request,
+        settings=settings_json(preset_name, sampling), model=model.id,
+        endpoint=client.endpoint, finish_reason=(completion.finish_reason or "stop") if completion
+        else "error",
+        details=branch_details(current, tokens, word, alternative, whole[start:], start,
+                               completion))
+    st.session_state.history = st.session_state.history.moved(current.id, made.id)
+    if error is not None:
+        with notice:
+            ui.show_problem(error)
+        return False
+    return True
+
+
+asked_branch = st.session_state.pop("w_branch", None)
+if asked_branch and connection.ready and current is not None and not waiting:
+    if branch(asked_branch["word"], asked_branch["alternative"]):
+        st.rerun()
+elif action and connection.ready:
     if generate(action):
         st.rerun()

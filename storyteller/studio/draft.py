@@ -108,6 +108,17 @@ def join_continuation(text: str, piece: str) -> str:
     return f"{head}\n\n{tail.lstrip()}"
 
 
+def continued(text: str, piece: str) -> tuple[str, int]:
+    """(the story with its new part, joined as join_continuation joins them; the offset where
+    that part starts in it): the part is what a version records as its answer, and what a
+    branch from one of its words replaces. With no story before it, the part is the story,
+    as the model wrote it."""
+    head, tail = text.rstrip(), piece.lstrip("\n")
+    if not head:
+        return piece, 0
+    return join_continuation(text, piece), len(head) + 2 if tail else len(head)
+
+
 @dataclass(frozen=True)
 class History:
     """The versions the writer had in front of them before each change, newest last."""
