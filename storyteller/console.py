@@ -96,36 +96,33 @@ class LineSteps(Steps):
 
     @contextmanager
     def counting(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-        """A line every `every` seconds with the count so far, the rate and the time left,
-        written by a thread of its own (the items finish inside long calls, so no loop here
-        gets a turn to write), and one when it ends; a short step prints nothing."""
-        start = self.clock()
-        done, lock, stop, said = [0], threading.Lock(), threading.Event(), []
+        """A line every `every` seconds with the count so far, the rate and the time left
+        (the items finish inside long calls, so no loop here gets a turn to write), and one
+        when it ends; a short step prints nothing."""
+        done, lock = [0], threading.Lock()
 
         def advance(n: int) -> None:
             with lock:
                 done[0] += n
 
-        def heartbeat() -> None:
-            while not stop.wait(max(self.every, 0.05)):
-                said.append(True)
-                self.write(f"{description}: {progress_line(done[0], total, self.clock() - start)}")
-
-        ticker = threading.Thread(target=heartbeat, name=f"progress: {description}", daemon=True)
-        ticker.start()
-        try:
+        with self._ticking(description,
+                           lambda elapsed: progress_line(done[0], total, elapsed),
+                           lambda: f"{done[0]:,} done"):
             yield advance
-        finally:
-            stop.set()
-            ticker.join()
-            if said:
-                self.write(f"{description}: {done[0]:,} done in "
-                           f"{clock_time(self.clock() - start)}")
 
     @contextmanager
     def phase(self, description: str) -> Iterator[None]:
-        """A line every `every` seconds while one long call runs (a thread keeps time, since the
-        call gives no counts), and one when it ends; a short call prints nothing."""
+        """A line every `every` seconds while one long call runs (the call gives no counts),
+        and one when it ends; a short call prints nothing."""
+        with self._ticking(description, lambda elapsed: f"running for {clock_time(elapsed)}",
+                           lambda: "done", always_close=self.every == 0):
+            yield
+
+    @contextmanager
+    def _ticking(self, description: str, line: Callable[[float], str],
+                 closing: Callable[[], str], always_close: bool = False) -> Iterator[None]:
+        """`line(elapsed)` every `every` seconds from a thread of its own while the block runs,
+        then `closing()` with the time taken, where a line was written (or `always_close`)."""
         start = self.clock()
         stop = threading.Event()
         said = []
@@ -134,7 +131,7 @@ class LineSteps(Steps):
             # `every` 0 (tests, or a log that wants everything) still waits a moment per line.
             while not stop.wait(max(self.every, 0.05)):
                 said.append(True)
-                self.write(f"{description}: running for {clock_time(self.clock() - start)}")
+                self.write(f"{description}: {line(self.clock() - start)}")
 
         ticker = threading.Thread(target=heartbeat, name=f"progress: {description}", daemon=True)
         ticker.start()
@@ -143,8 +140,8 @@ class LineSteps(Steps):
         finally:
             stop.set()
             ticker.join()
-            if said or self.every == 0:
-                self.write(f"{description}: done in {clock_time(self.clock() - start)}")
+            if said or always_close:
+                self.write(f"{description}: {closing()} in {clock_time(self.clock() - start)}")
 
 
 def clock_time(seconds: float) -> str:

@@ -65,6 +65,15 @@ waiting = story_choices.pending(offered, story, versions)
 banned_key = f"w_banned_{story_id or 'new'}"
 
 
+def banned_or_refused() -> str | None:
+    """The banned list as typed, or None (its problems shown) when it cannot be sent."""
+    text = st.session_state.get(banned_key, "")
+    problems = parse_banned(text)[1]
+    for problem in problems:
+        notice.error(problem)
+    return None if problems else text
+
+
 def _banned_saved(story_id: str | None, key: str) -> None:
     if story_id:
         lib.set_memory(story_id, banned=parse_banned(st.session_state.get(key, ""))[0])
@@ -253,11 +262,8 @@ def generate(action: str) -> bool:
                                              versions, current.id, final)
         messages, parent, base_text = story_messages(request, system), current.id, current.text
         kind = "continue"
-    banned_text = st.session_state.get(banned_key, "")
-    problems = parse_banned(banned_text)[1]
-    for problem in problems:
-        notice.error(problem)
-    if problems:
+    banned_text = banned_or_refused()
+    if banned_text is None:
         return False
     extras = requested_extras(model, banned_to_send(cfg, lib, banned_text))
     count, note = candidate_count(asked, cfg)
@@ -364,11 +370,8 @@ def branch(word_index: int, alternative: str) -> bool:
     prefix = draft.branch_prefix(tokens, word, alternative)
     model, client = connection.model, connection.client
     sampling = sampling_for(preset_name, advanced, cfg, model)
-    banned_text = st.session_state.get(banned_key, "")
-    problems = parse_banned(banned_text)[1]
-    for problem in problems:
-        notice.error(problem)
-    if problems:
+    banned_text = banned_or_refused()
+    if banned_text is None:
         return False
     # A continuation's part follows the version it grew from; a first draft is all its own.
     base = draft.by_id(versions)[current.parent_id].text \

@@ -151,6 +151,14 @@ def test_three_candidates_keep_the_second_and_export_the_pair(browser, studio, t
     assert len(made) == 3 and len({v.parent_id for v in made}) == 1
     keep.nth(1).click()
     expect(keep).to_have_count(0, timeout=30_000)
+    kept_second_is_exported(library, tmp_path, made, lambda v: v.details["answer"])
+    page.close()
+
+
+def kept_second_is_exported(library, tmp_path, made, answer_of) -> list[dict]:
+    """The second of three candidates kept: it is the story's version, recorded as preferred
+    over the other two, and the library's preference export has those two pairs (each side
+    the candidate's answer, `answer_of`). Returns the exported records."""
     with StoryLibrary(library) as lib:
         [story] = lib.search()
         assert lib.story(story.id).current_id == made[1].id
@@ -162,10 +170,10 @@ def test_three_candidates_keep_the_second_and_export_the_pair(browser, studio, t
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(records) == 2 and {r["judgement"] for r in records} == {"studio pick"}
-    assert {r["chosen"] for r in records} == {made[1].details["answer"].strip()}
-    assert {r["rejected"] for r in records} == {made[0].details["answer"].strip(),
-                                                made[2].details["answer"].strip()}
-    page.close()
+    assert {r["chosen"] for r in records} == {answer_of(made[1]).strip()}
+    assert {r["rejected"] for r in records} == {answer_of(made[0]).strip(),
+                                                answer_of(made[2]).strip()}
+    return records
 
 
 def test_a_banned_word_is_gone_with_the_same_seed(browser, studio):  # noqa: F811

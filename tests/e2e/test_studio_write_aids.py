@@ -14,9 +14,9 @@ from playwright.sync_api import expect
 
 from storyteller.studio import draft
 from storyteller.studio.library import StoryLibrary
-from tests.conftest import run_cli
 from tests.e2e.test_studio_browser import browser, shot, studio  # noqa: F401 (fixtures)
-from tests.e2e.test_studio_document import commit, number, settle, versions, wait_for
+from tests.e2e.test_studio_document import (commit, kept_second_is_exported, number, settle,
+                                            versions, wait_for)
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -71,19 +71,7 @@ def test_three_candidates_keep_the_second_and_export_the_pair(browser, studio, t
     settle(page)
     # The kept one is the story on the page, with Continue and Regenerate back.
     expect(page.get_by_role("button", name="Continue")).to_be_visible()
-    with StoryLibrary(library) as lib:
-        [story] = lib.search()
-        assert lib.story(story.id).current_id == made[1].id
-        assert {(p.chosen_id, p.rejected_id) for p in lib.picks()} == \
-            {(made[1].id, made[0].id), (made[1].id, made[2].id)}
-    out = tmp_path / "prefs.jsonl"
-    result = run_cli("library", "export", "--kind", "preference", "--library", str(library),
-                     "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    assert len(records) == 2 and {r["judgement"] for r in records} == {"studio pick"}
-    assert {r["chosen"] for r in records} == {made[1].text.strip()}
-    assert {r["rejected"] for r in records} == {made[0].text.strip(), made[2].text.strip()}
+    records = kept_second_is_exported(library, tmp_path, made, lambda v: v.text)
     assert {r["premise"] for r in records} == {PREMISE}
     page.close()
 
