@@ -211,17 +211,7 @@ def test_alternatives_of_a_word_and_a_branch_from_one(browser, studio):  # noqa:
     commit(page, "Story", DRAFT)
     [first] = continue_once(page, library, 0)
     assert first.details["logprobs"], "no token choices came back"
-    page.get_by_text("Word alternatives").click()
-    choices = page.get_by_test_id("stRadio").filter(has_text="Alternatives")
-    expect(choices).to_be_visible()
-    options = choices.get_by_role("radio")
-    assert options.count() >= 2
-    shown = choices.inner_text()
-    assert len(re.findall(r"· \d", shown)) >= 2, shown  # a probability beside each one
-    choices.get_by_role("radiogroup").locator("label").nth(1).click()
-    settle(page)
-    shot(page, "document-5-alternatives")
-    page.get_by_role("button", name="Branch from here").click()
+    branch_from_second_alternative(page, "document-5-alternatives")
     branch = wait_for(lambda: [v for v in versions(library, "continue")
                                if v.details.get("alternative") and v.finish_reason],
                       "the branch")[0]
@@ -232,3 +222,18 @@ def test_alternatives_of_a_word_and_a_branch_from_one(browser, studio):  # noqa:
     assert branch.text.startswith(DRAFT) and chosen in branch.text[start:]
     expect(page.get_by_text("Version 2")).to_be_visible()
     page.close()
+
+
+def branch_from_second_alternative(page, picture: str) -> None:
+    """Open the words the model weighed for the selected word (each with its probability),
+    choose the second and branch from it."""
+    page.get_by_text("Word alternatives").click()
+    choices = page.get_by_test_id("stRadio").filter(has_text="Alternatives")
+    expect(choices).to_be_visible()
+    assert choices.get_by_role("radio").count() >= 2
+    shown = choices.inner_text()
+    assert len(re.findall(r"· \d", shown)) >= 2, shown  # a probability beside each one
+    choices.get_by_role("radiogroup").locator("label").nth(1).click()
+    settle(page)
+    shot(page, picture)
+    page.get_by_role("button", name="Branch from here").click()

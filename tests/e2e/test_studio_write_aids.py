@@ -15,7 +15,8 @@ from playwright.sync_api import expect
 from storyteller.studio import draft
 from storyteller.studio.library import StoryLibrary
 from tests.e2e.test_studio_browser import browser, shot, studio  # noqa: F401 (fixtures)
-from tests.e2e.test_studio_document import (commit, kept_second_is_exported, number, settle,
+from tests.e2e.test_studio_document import (branch_from_second_alternative, commit,
+                                            kept_second_is_exported, number, settle,
                                             versions, wait_for)
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -106,16 +107,7 @@ def test_alternatives_of_a_word_and_a_branch_from_one(browser, studio):  # noqa:
     [first] = write_once(page, library, "write", 0)
     assert first.details["logprobs"], "no token choices came back"
     settle(page)
-    page.get_by_text("Word alternatives").click()
-    choices = page.get_by_test_id("stRadio").filter(has_text="Alternatives")
-    expect(choices).to_be_visible()
-    assert choices.get_by_role("radio").count() >= 2
-    shown = choices.inner_text()
-    assert len(re.findall(r"· \d", shown)) >= 2, shown  # a probability beside each one
-    choices.get_by_role("radiogroup").locator("label").nth(1).click()
-    settle(page)
-    shot(page, "write-aids-3-alternatives")
-    page.get_by_role("button", name="Branch from here").click()
+    branch_from_second_alternative(page, "write-aids-3-alternatives")
     branch = wait_for(lambda: [v for v in versions(library)
                                if v.details.get("alternative") and v.finish_reason],
                       "the branch")[0]
