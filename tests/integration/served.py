@@ -3,8 +3,12 @@ merged, and served by the CPU engine behind the gateway."""
 
 from __future__ import annotations
 
+import json
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 from storyteller.errors import InputError
 from storyteller.processes import Process, free_port
@@ -63,3 +67,45 @@ def tiny_model(root: Path) -> Path:
     result = run_cli("merge", "--run", str(run_dir), "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out
+
+
+class StubChat:
+    """An OpenAI-compatible chat completions endpoint on loopback whose answers come from
+    `reply(body)` → (text, finish_reason, completion tokens), for the one `model` it serves
+    (404 for any other); every request body is kept in `bodies`. For commands whose subject
+    is what they do with the answers, not the serving."""
+
+    def __init__(self, model: str, reply: Callable[[dict], tuple[str, str, int]]):
+        self.bodies: list[dict] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stub.bodies.append(body)
+                if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions") \
+                        or body.get("model") != model:
+                    self.send_response(404)
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "no such model"}')
+                    return
+                text, finish, tokens = reply(body)
+                data = json.dumps({"choices": [{"message": {"role": "assistant",
+                                                            "content": text},
+                                                "finish_reason": finish}],
+                                   "usage": {"completion_tokens": tokens}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()

@@ -4,8 +4,6 @@ kill, perplexity as the model's own loss, an OpenAI-compatible endpoint on loopb
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from storyteller.errors import ConfigError, InputError
 from storyteller.evaluate.config import EvaluateConfig
 from storyteller.evaluate.run import GENERATIONS, read_generations, run, select_prompts
 from tests.conftest import run_cli
+from tests.integration.served import StubChat
 from tests.integration.finetune_data import train_tiny, write_data
 
 pytestmark = pytest.mark.slow
@@ -142,55 +141,25 @@ def test_select_prompts_spreads_a_limit_across_genres():
     assert len(select_prompts(pairs, 0, [])) == 12
 
 
-class ChatServer:
-    """An OpenAI-compatible chat endpoint on loopback backed by the tiny model."""
-
-    def __init__(self):
-        from storyteller.evaluate.generate import Request, TransformersEngine
-        from storyteller.models import inspect_model
-        from storyteller.sampling import Sampling
-
-        engine = TransformersEngine(inspect_model("tiny-random"))
-        self.bodies: list[dict] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.bodies.append(body)
-                if self.path != "/v1/chat/completions" or body["model"] != "tiny":
-                    self.send_response(404)
-                    self.end_headers()
-                    self.wfile.write(b'{"error": "no such model"}')
-                    return
-                sampling = Sampling(body["temperature"], body["top_p"],
-                                    repetition_penalty=body.get("repetition_penalty", 1.0),
-                                    max_tokens=body["max_tokens"])
-                result = engine.generate([Request("r", body["messages"], body["seed"])],
-                                         sampling)["r"]
-                answer = {"choices": [{"message": {"role": "assistant", "content": result.text},
-                                       "finish_reason": result.finish_reason}],
-                          "usage": {"completion_tokens": result.new_tokens}}
-                data = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
 @pytest.fixture(scope="module")
 def server():
-    chat = ChatServer()
+    """An OpenAI-compatible chat endpoint on loopback backed by the tiny model."""
+    from storyteller.evaluate.generate import Request, TransformersEngine
+    from storyteller.models import inspect_model
+    from storyteller.sampling import Sampling
+
+    engine = TransformersEngine(inspect_model("tiny-random"))
+
+    def reply(body: dict) -> tuple[str, str, int]:
+        sampling = Sampling(body["temperature"], body["top_p"],
+                            repetition_penalty=body.get("repetition_penalty", 1.0),
+                            max_tokens=body["max_tokens"])
+        result = engine.generate([Request("r", body["messages"], body["seed"])], sampling)["r"]
+        return result.text, result.finish_reason, result.new_tokens
+
+    chat = StubChat("tiny", reply)
     yield chat
-    chat.httpd.shutdown()
+    chat.close()
 
 
 def test_evaluate_through_an_openai_compatible_endpoint(server, data, tmp_path):

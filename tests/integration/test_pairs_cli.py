@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from storyteller.selfjudge.config import PairsConfig
 from storyteller.selfjudge.pairs import prompt_group, sample_seed
 from storyteller.selfjudge.run import SAMPLES, read_samples, run
 from tests.conftest import run_cli
+from tests.integration.served import StubChat
 from tests.integration.finetune_data import starter_stories, write_data
 
 pytestmark = pytest.mark.slow
@@ -75,53 +74,24 @@ def variant(seed: int) -> int:
     return seed % 3
 
 
-class StoryServer:
-    """An OpenAI-compatible chat endpoint on loopback that answers a premise with its starter
-    story: whole (seed % 3 == 0), the same cut at the token limit (1), or a hollow fable of
-    twenty words and a moral (2)."""
-
-    def __init__(self):
-        stories = {s["premise"]: s["text"] for s in starter_stories()}
-        self.bodies: list[dict] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.bodies.append(body)
-                if body["model"] != "writer":
-                    self.send_response(404)
-                    self.end_headers()
-                    self.wfile.write(b'{"error": "no such model"}')
-                    return
-                user = body["messages"][-1]["content"]
-                story = next(text for premise, text in stories.items() if premise in user)
-                kind = variant(body["seed"])
-                text = story if kind != HOLLOW else \
-                    " ".join(story.split()[:20]) + "\n\nMoral: Kindness is never wasted."
-                answer = {"choices": [{"message": {"role": "assistant", "content": text},
-                                       "finish_reason": "length" if kind == CUT else "stop"}],
-                          "usage": {"completion_tokens": len(text.split())}}
-                data = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
 @pytest.fixture(scope="module")
 def server():
-    chat = StoryServer()
+    """An OpenAI-compatible chat endpoint on loopback, model "writer", that answers a premise
+    with its starter story: whole (seed % 3 == 0), the same cut at the token limit (1), or a
+    hollow fable of twenty words and a moral (2)."""
+    stories = {s["premise"]: s["text"] for s in starter_stories()}
+
+    def reply(body: dict) -> tuple[str, str, int]:
+        user = body["messages"][-1]["content"]
+        story = next(text for premise, text in stories.items() if premise in user)
+        kind = variant(body["seed"])
+        text = story if kind != HOLLOW else \
+            " ".join(story.split()[:20]) + "\n\nMoral: Kindness is never wasted."
+        return text, "length" if kind == CUT else "stop", len(text.split())
+
+    chat = StubChat("writer", reply)
     yield chat
-    chat.httpd.shutdown()
+    chat.close()
 
 
 def test_pairs_through_an_endpoint_are_the_known_best_and_worst(server, data, tmp_path):
