@@ -4,8 +4,9 @@
   "default": true}` checks the model as `--model` is checked, starts an engine for it and
   answers once it is ready. On llama.cpp, `"weights": "q8_0"` serves that model's GGUF of
   another number type than the server's `cpu.weights` (the same model as f32 and q8_0 side by
-  side under two names, to compare their stories). A name already served keeps answering from its old engine until the
-  new one is ready; the old one then stops once its requests are done.
+  side under two names, to compare their stories). A name already served keeps answering
+  from its old engine until the new one is ready; the old one then stops once its requests
+  are done.
 - `DELETE /v1/storyteller/models/NAME[?drain=SECONDS]` stops serving NAME and answers once its
   engine has finished its requests (up to `drain` seconds, default
   storyteller.serve.registry.DRAIN_SECONDS; streams still running then end with an error event).
@@ -106,8 +107,9 @@ def admin_routes(registry: Registry, loader: Loader, api_key: str | None,
             except ValueError as exc:
                 raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
             name, path, default, weights = load_request(body)
-            if weights is not None and loader.kind_now() != "llama.cpp":
-                raise ApiError(400, f"weights: this server's engine is {loader.kind_now()}, "
+            engine_kind = loader.kind_now() if weights is not None else None
+            if engine_kind not in (None, "llama.cpp"):
+                raise ApiError(400, f"weights: this server's engine is {engine_kind}, "
                                     "which serves the model directory's own weights; GGUF "
                                     "number types are llama.cpp's (leave weights out)",
                                "weights")
